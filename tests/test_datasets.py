@@ -1,0 +1,268 @@
+"""Dataset configs, presets, the disk cache and the tf.data pipeline (SPAIR_SPEC §2.2)."""
+
+import dataclasses
+import json
+import os
+import warnings
+
+import numpy as np
+import pytest
+
+from spair_tf import datasets, digits
+
+
+def _small(**fields):
+    defaults = dict(min_digits=1, max_digits=3, n_images=40, split="val", seed=7)
+    defaults.update(fields)
+    config = datasets.ScatterConfig(**defaults)
+    config.validate()
+    return config
+
+
+def _assert_same(a, b):
+    for field in ("images", "boxes", "counts", "labels"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field))
+
+
+# ------------------------------------------------------------------------------------------
+# Config and presets.
+
+def test_presets_follow_the_spec():
+    for split, (n, seed) in {"train": (64000, 0), "val": (1000, 1), "test": (1000, 2)}.items():
+        c = datasets.experiment1(9, split)
+        assert (c.image_height, c.image_width, c.min_digits, c.max_digits) == (48, 48, 9, 9)
+        assert (c.n_images, c.seed, c.split, c.digit_size, c.crop_size) == (n, seed, split, 14,
+                                                                           None)
+    c = datasets.experiment2_train("6-10")
+    assert (c.image_height, c.min_digits, c.max_digits, c.crop_size, c.crops_per_image,
+            c.n_images) == (84, 6, 10, 48, 4, 100_000)
+    c = datasets.experiment2_test(20)
+    assert (c.image_height, c.image_width, c.min_digits, c.max_digits, c.split, c.n_images) == (
+        84, 84, 20, 20, "test", 1000)
+    c = datasets.addition("train", n_images=1000)
+    assert (c.image_height, c.min_digits, c.max_digits, c.n_images) == (48, 5, 5, 1000)
+    c = datasets.air_multi_mnist("test")
+    assert (c.image_height, c.image_width, c.min_digits, c.max_digits, c.digit_size) == (
+        50, 50, 0, 2, 28)
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(split="training"), "split"),
+    (dict(min_digits=3, max_digits=2), "max_digits"),
+    (dict(image_height=10), "image_height"),
+    (dict(max_digits=30), "at most 22 digits"),
+    (dict(crop_size=60), "crop_size"),
+    (dict(n_images=0), "n_images"),
+    (dict(n_images=2.5), "n_images"),
+])
+def test_config_validation_names_the_field(fields, message):
+    config = dataclasses.replace(datasets.ScatterConfig(), **fields)
+    with pytest.raises(ValueError, match=message):
+        config.validate()
+
+
+def test_numpy_integers_are_normalised():
+    config = datasets.ScatterConfig(max_digits=np.int64(3), n_images=np.int32(7))
+    assert type(config.max_digits) is int and type(config.n_images) is int
+    assert config == datasets.ScatterConfig(max_digits=3, n_images=7)
+
+
+def test_preset_errors():
+    with pytest.raises(ValueError, match="split"):
+        datasets.experiment1(3, "training")
+    with pytest.raises(ValueError, match="range_name"):
+        datasets.experiment2_train("1-10")
+
+
+# ------------------------------------------------------------------------------------------
+# Generation.
+
+def test_generate_is_deterministic_and_shaped_by_the_config():
+    config = _small()
+    a, b = datasets.generate(config), datasets.generate(config)
+    _assert_same(a, b)
+    assert a.images.shape == (40, 48, 48, 3) and a.images.dtype == np.uint8
+    assert a.boxes.shape == (40, 3, 4) and a.labels.shape == (40, 3)
+    assert set(np.unique(a.counts)) == {1, 2, 3}
+    c = datasets.generate(dataclasses.replace(config, seed=8))
+    assert not np.array_equal(a.images, c.images)
+
+
+def test_smaller_datasets_are_prefixes_of_larger_ones():
+    small, large = datasets.generate(_small(n_images=30)), datasets.generate(_small(n_images=1500))
+    for field in ("images", "boxes", "counts", "labels"):
+        np.testing.assert_array_equal(getattr(small, field), getattr(large, field)[:30])
+
+
+def test_digits_come_from_the_split_pool_only():
+    # With 28×28 digits and one digit per image, each image is its sprite at its position.
+    data = datasets.generate(_small(image_height=28, image_width=28, digit_size=28,
+                                    min_digits=1, max_digits=1, n_images=60, split="test"))
+    test_pool = {(s * 255).round().astype(np.uint8).tobytes()
+                 for s in digits.digit_pools(size=28)["test"][0]}
+    for image in data.images:
+        assert image[..., 0].tobytes() in test_pool
+
+
+def test_sums_and_gt_boxes_list():
+    data = datasets.generate(datasets.addition("val", n_images=20))
+    for i in range(20):
+        assert data.sums[i] == sum(int(v) for v in data.labels[i] if v >= 0)
+        assert data.gt_boxes_list()[i].shape == (5, 4)
+    assert data.sums.dtype == np.int32 and 0 <= data.sums.min() and data.sums.max() <= 45
+
+
+def test_cropped_dataset():
+    config = dataclasses.replace(datasets.experiment2_train("11-15", "val"), n_images=42)
+    data = datasets.generate(config)
+    assert data.images.shape == (42, 48, 48, 3) and data.boxes.shape == (42, 15, 4)
+    np.testing.assert_array_equal(data.counts, (data.labels >= 0).sum(axis=1))
+    assert data.boxes.max() <= 47
+
+
+def test_air_task_allows_empty_images():
+    data = datasets.generate(dataclasses.replace(datasets.air_multi_mnist("val"), n_images=60))
+    assert data.images.shape == (60, 50, 50, 3) and set(np.unique(data.counts)) == {0, 1, 2}
+    assert (data.images[data.counts == 0] == 0).all()
+
+
+# ------------------------------------------------------------------------------------------
+# Disk cache.
+
+def test_cache_hit_returns_identical_arrays_without_generating(tmp_path, monkeypatch):
+    config = _small()
+    first = datasets.load(config, str(tmp_path))
+    data_path, manifest_path = datasets.cache_paths(config, str(tmp_path))
+    assert os.path.isfile(data_path) and os.path.isfile(manifest_path)
+    manifest = json.loads(open(manifest_path).read())
+    assert manifest["config"] == dataclasses.asdict(config)
+
+    def fail(_):
+        raise AssertionError("generate() called on a cache hit")
+
+    monkeypatch.setattr(datasets, "generate", fail)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        second = datasets.load(config, str(tmp_path))
+    _assert_same(first, second)
+
+
+def test_cache_dir_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("SPAIR_TF_CACHE", str(tmp_path / "env_cache"))
+    datasets.load(_small(n_images=5))
+    assert len(os.listdir(tmp_path / "env_cache")) == 2
+
+
+def _tamper_data(data_path, manifest_path):
+    raw = bytearray(open(data_path, "rb").read())
+    raw[len(raw) // 2] ^= 0xFF
+    open(data_path, "wb").write(bytes(raw))
+
+
+def _tamper_checksum(data_path, manifest_path):
+    manifest = json.load(open(manifest_path))
+    manifest["sha256"] = "0" * 64
+    json.dump(manifest, open(manifest_path, "w"))
+
+
+def _tamper_config(data_path, manifest_path):
+    manifest = json.load(open(manifest_path))
+    manifest["config"]["seed"] = 99
+    json.dump(manifest, open(manifest_path, "w"))
+
+
+def _garbage_manifest(data_path, manifest_path):
+    open(manifest_path, "w").write("{not json")
+
+
+def _truncate_data(data_path, manifest_path):
+    raw = open(data_path, "rb").read()
+    open(data_path, "wb").write(raw[:100])
+
+
+def _delete_manifest(data_path, manifest_path):
+    os.remove(manifest_path)
+
+
+@pytest.mark.parametrize("tamper", [_tamper_data, _tamper_checksum, _tamper_config,
+                                    _garbage_manifest, _truncate_data, _delete_manifest])
+def test_bad_cache_entry_is_regenerated_with_a_warning(tmp_path, tamper):
+    config = _small(n_images=12)
+    reference = datasets.load(config, str(tmp_path))
+    data_path, manifest_path = datasets.cache_paths(config, str(tmp_path))
+    tamper(data_path, manifest_path)
+    with pytest.warns(RuntimeWarning, match=os.path.basename(data_path)):
+        regenerated = datasets.load(config, str(tmp_path))
+    _assert_same(reference, regenerated)
+    with warnings.catch_warnings():  # and the rewritten entry is good again
+        warnings.simplefilter("error")
+        _assert_same(reference, datasets.load(config, str(tmp_path)))
+
+
+def test_different_configs_use_different_entries(tmp_path):
+    a, b = _small(seed=1, n_images=5), _small(seed=2, n_images=5)
+    assert datasets.cache_paths(a, "d") != datasets.cache_paths(b, "d")
+    assert not np.array_equal(datasets.load(a, str(tmp_path)).images,
+                              datasets.load(b, str(tmp_path)).images)
+    assert len(os.listdir(tmp_path)) == 4
+
+
+# ------------------------------------------------------------------------------------------
+# tf.data.
+
+def test_to_tf_dataset_shapes_dtypes_ranges():
+    import tensorflow as tf
+    data = datasets.generate(_small(n_images=20))
+    ds = datasets.to_tf_dataset(data, batch_size=8, seed=3)
+    spec = ds.element_spec
+    assert spec["images"].shape.as_list() == [8, 48, 48, 3]
+    assert spec["images"].dtype == tf.float32 and spec["boxes"].dtype == tf.float32
+    assert spec["counts"].dtype == tf.int32 and spec["labels"].dtype == tf.int32
+    batches = list(ds.take(6))  # more than one epoch: repeats
+    for batch in batches:
+        images = batch["images"].numpy()
+        assert images.min() >= 0.0 and images.max() <= 1.0
+        assert batch["boxes"].shape == (8, 3, 4) and batch["labels"].shape == (8, 3)
+        assert batch["counts"].shape == (8,)
+    # Each yielded image is one of the data's, with its own boxes.
+    lookup = {img.tobytes(): i for i, img in enumerate(data.images)}
+    for batch in batches[:2]:
+        for image, boxes in zip(batch["images"].numpy(), batch["boxes"].numpy()):
+            i = lookup[np.round(image * 255).astype(np.uint8).tobytes()]
+            np.testing.assert_array_equal(boxes, data.boxes[i])
+
+
+def test_to_tf_dataset_epoch_order():
+    data = datasets.generate(_small(n_images=20))
+    ordered = datasets.to_tf_dataset(data, 5, shuffle=False, repeat=False)
+    counts = np.concatenate([b["counts"].numpy() for b in ordered])
+    np.testing.assert_array_equal(counts, data.counts)
+    shuffled = datasets.to_tf_dataset(data, 6, shuffle=True, repeat=False, drop_remainder=False,
+                                      seed=1)
+    labels = np.concatenate([b["labels"].numpy() for b in shuffled])
+    assert len(labels) == 20  # a permutation: every image once, last batch of 2 kept
+    assert sorted(map(tuple, labels)) == sorted(map(tuple, data.labels))
+    again = datasets.to_tf_dataset(data, 6, shuffle=True, repeat=False, drop_remainder=False,
+                                   seed=1)
+    np.testing.assert_array_equal(np.concatenate([b["labels"].numpy() for b in again]), labels)
+    with pytest.raises(ValueError, match="batch_size"):
+        datasets.to_tf_dataset(data, 0)
+
+
+# ------------------------------------------------------------------------------------------
+# Command line.
+
+def test_cli_reports_user_errors_without_traceback(capsys):
+    assert datasets.main(["--preset", "experiment1"]) == 2
+    assert "needs --n_digits" in capsys.readouterr().err
+    assert datasets.main(["--preset", "experiment1", "--n_digits", "40"]) == 2
+    assert "max_digits=40" in capsys.readouterr().err
+
+
+def test_cli_generates_and_caches(tmp_path, capsys):
+    argv = ["--preset", "experiment1", "--n_digits", "3", "--split", "val", "--n_images", "10",
+            "--cache_dir", str(tmp_path)]
+    assert datasets.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "10 images 48×48" in out and str(tmp_path) in out
+    assert len(os.listdir(tmp_path)) == 2
