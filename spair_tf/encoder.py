@@ -76,10 +76,11 @@ def cell_glimpses(images, centre, size, rows, cols, object_size, cell_size=12):
         centre[..., None] + 0.5 * size[..., None] * u)               # [n, B, 2, S]
     source = tf.clip_by_value(source, 0.0, (extent - 1.0)[None, None, :, None])
 
-    image_hw = [images.shape[1] or shape[1], images.shape[2] or shape[2]]
-    window = [min(n, WINDOW_CELLS * cell_size) if isinstance(n, int)
-              else tf.minimum(n, WINDOW_CELLS * cell_size) for n in image_hw]
-    offset = tf.where(shape[1:3] > tf.stack(window),
+    # The window is static: the image's side if known and smaller, else 7 cells (indices
+    # past the image are clamped, replicating its edge, which the clamped taps never read).
+    window = [min(n, WINDOW_CELLS * cell_size) if n is not None else WINDOW_CELLS * cell_size
+              for n in images.shape[1:3]]
+    offset = tf.where(shape[1:3] > tf.constant(window),
                       (tf.stack([rows, cols], axis=-1) - WINDOW_CELLS_BEFORE) * cell_size,
                       0)                                             # [n, 2]
     local = source - tf.cast(offset, source.dtype)[:, None, :, None]
