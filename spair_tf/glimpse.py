@@ -1,0 +1,286 @@
+"""The glimpse sampler: a spatial transformer for axis-aligned boxes (SPAIR_SPEC §1.5).
+
+Boxes are axis-aligned and unrotated, so bilinear sampling factors into two 1-D
+interpolation matrices, one per axis (design note under SPAIR_SPEC §1.7):
+
+    W[..., o, i] = max(0, 1 − |coord[..., o] − i|),   i = 0 … n_in − 1,
+
+and a glimpse is G_y · image · G_xᵀ, a placed sprite P_y · sprite · P_xᵀ: small batched
+matrix products instead of per-pixel gathers, differentiable in the box coordinates through
+the weights. What happens outside the sampled axis is folded into the weights: "clamp"
+clamps the coordinate to [0, n_in − 1] (edge pixels replicate), "zero" simply has no taps
+there (values outside count as 0). The renderer (spair_tf/renderer.py) uses the same matrix.
+
+Box convention of this module: boxes [..., 4] = (center_y, center_x, height, width), each a
+fraction of the image height / width (SPAIR: center_y = 12·(i + b̃_y) / H_img,
+height = 48·h / H_img, SPAIR_SPEC §1.4).
+
+AIR (SPAIR_SPEC §4.2) writes its transform as θ = [[w, 0, x], [0, h, y]] in [−1, 1] image
+coordinates; that is the box (center_y, center_x, height, width) = ((y + 1)/2, (x + 1)/2,
+h, w) here, and `extract_glimpses` / `place_glimpses` are then exactly its spatial
+transformer and its inverse (align-corners convention).
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+OUTSIDE_MODES = ("clamp", "zero")
+
+
+def interpolation_matrix(coords, n_in: int, outside: str = "clamp"):
+    """1-D bilinear interpolation weights (design note, SPAIR_SPEC §1.7).
+
+    Args:
+      coords: [..., n_out] continuous indices into an axis of length `n_in` (index i is the
+        centre of sample i).
+      n_in: length of the sampled axis.
+      outside: "clamp": coordinates are clamped to [0, n_in − 1], so samples beyond the axis
+        replicate its edge value (glimpses, §1.5); "zero": taps beyond the axis get no
+        weight, i.e. the axis is surrounded by zeros (placement, the renderer, §1.7).
+
+    Returns:
+      [..., n_out, n_in] weights max(0, 1 − |coord − i|); row o holds at most two nonzero
+      taps, so `weights @ values` is linear interpolation along the axis. Differentiable
+      in `coords` (the gradient of a clamped coordinate is zero outside the axis).
+    """
+    if outside not in OUTSIDE_MODES:
+        raise ValueError(f"outside={outside!r}: use one of {OUTSIDE_MODES}.")
+    n_in = int(n_in)
+    if n_in < 1:
+        raise ValueError(f"n_in={n_in}: the sampled axis needs at least one element.")
+    coords = tf.convert_to_tensor(coords)
+    if not coords.dtype.is_floating:
+        raise TypeError(f"coords has dtype {coords.dtype.name}: pass floating-point coordinates.")
+    if outside == "clamp":
+        coords = tf.clip_by_value(coords, 0.0, n_in - 1.0)
+    index = tf.range(n_in, dtype=coords.dtype)  # [n_in]
+    return tf.nn.relu(1.0 - tf.abs(coords[..., None] - index))  # [..., n_out, n_in]
+
+
+def _split_boxes(boxes, dtype):
+    boxes = tf.convert_to_tensor(boxes, dtype=dtype)
+    if boxes.shape.rank is not None and (boxes.shape.rank < 2 or boxes.shape[-1] != 4):
+        raise ValueError(
+            f"boxes has shape {boxes.shape}: expected [B, ..., 4] = (center_y, center_x, "
+            "height, width) in fractions of the image size.")
+    return tf.unstack(boxes, axis=-1)
+
+
+def _check_size(name, size):
+    size = tuple(int(s) for s in size)
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"{name}={size}: expected two positive ints (height, width).")
+    return size
+
+
+def _check_images(images):
+    images = tf.convert_to_tensor(images)
+    if images.shape.rank != 4:
+        raise ValueError(f"images has shape {images.shape}: expected [B, H, W, C].")
+    if not images.dtype.is_floating:
+        raise TypeError(f"images has dtype {images.dtype.name}: cast to float first.")
+    return images
+
+
+def glimpse_coordinates(center, size, n_image: int, n_glimpse: int):
+    """Source pixel coordinates of a glimpse's samples along one axis (SPAIR_SPEC §1.5).
+
+    Align-corners mapping: u = linspace(−1, 1, n_glimpse), source = (n_image − 1)·(center +
+    size·u/2). center, size: [...] in fractions of the image; returns [..., n_glimpse].
+    """
+    u = tf.linspace(tf.constant(-1.0, center.dtype), 1.0, n_glimpse)  # [n_glimpse]
+    return (n_image - 1.0) * (center[..., None] + size[..., None] * u / 2.0)
+
+
+def extract_glimpses(images, boxes, glimpse_size=(14, 14)):
+    """Bilinear glimpses of `images` over `boxes` (SPAIR_SPEC §1.5).
+
+    glimpse = G_y · image · G_xᵀ with G = interpolation_matrix(source coordinates, clamp):
+    sample (m, n) reads the image at y = (H − 1)·(cy + h·u_m/2), x = (W − 1)·(cx + w·u_n/2),
+    u = linspace(−1, 1, ·), coordinates clamped to the image (edge pixels replicate).
+    Gradients flow to the images and to the boxes. Cost O(K·gh·H·W·C) per image: for
+    SPAIR's per-cell boxes on large images use `extract_cell_glimpses` (linear in area).
+
+    Args:
+      images: [B, H, W, C] float.
+      boxes: [B, ..., 4] = (center_y, center_x, height, width), fractions of H and W. For
+        AIR's θ = [[w, 0, x], [0, h, y]]: boxes = ((y + 1)/2, (x + 1)/2, h, w).
+      glimpse_size: (gh, gw), 14×14 in the paper.
+
+    Returns:
+      glimpses [B, ..., gh, gw, C].
+    """
+    images = _check_images(images)
+    gh, gw = _check_size("glimpse_size", glimpse_size)
+    center_y, center_x, height, width = _split_boxes(boxes, images.dtype)  # [B, ...] each
+    n_height, n_width = images.shape[1], images.shape[2]
+    if n_height is None or n_width is None:
+        raise ValueError(f"images has shape {images.shape}: H and W must be static.")
+    batch_shape = tf.shape(center_y)  # [B, ...]
+    flat = lambda t: tf.reshape(t, [batch_shape[0], -1])  # [B, K]
+    g_y = interpolation_matrix(
+        glimpse_coordinates(flat(center_y), flat(height), n_height, gh), n_height, "clamp")
+    g_x = interpolation_matrix(
+        glimpse_coordinates(flat(center_x), flat(width), n_width, gw), n_width, "clamp")
+    # g_y [B, K, gh, H], g_x [B, K, gw, W]
+    rows = tf.einsum("bkyh,bhwc->bkywc", g_y, images)  # [B, K, gh, W, C]
+    glimpses = tf.einsum("bkywc,bkxw->bkyxc", rows, g_x)  # [B, K, gh, gw, C]
+    out_shape = tf.concat([batch_shape, [gh, gw, tf.shape(images)[-1]]], axis=0)
+    glimpses = tf.reshape(glimpses, out_shape)
+    glimpses.set_shape(center_y.shape.concatenate([gh, gw, images.shape[-1]]))
+    return glimpses
+
+
+def place_glimpses(glimpses, boxes, image_size):
+    """Puts each glimpse back on an image canvas over its box: the inverse transform.
+
+    Output pixel (py, px) has normalised coordinate (py/(H − 1), px/(W − 1)); its sprite
+    coordinate is u = (px/(W − 1) − cx)·2/w ∈ [−1, 1] inside the box, i.e. sprite index
+    (u + 1)/2·(gw − 1) (likewise y); bilinear with ZERO outside the sprite. This is the exact
+    inverse of `extract_glimpses`' mapping, so place(extract(image)) reproduces the image
+    inside the box up to bilinear resampling (exactly, for a bilinear image). AIR decodes
+    each object into a glimpse and puts it back with this (SPAIR_SPEC §4.2).
+
+    Args:
+      glimpses: [B, ..., gh, gw, C].
+      boxes: [B, ..., 4] = (center_y, center_x, height, width), fractions of the image size;
+        height and width must be > 0.
+      image_size: (H, W) of the canvas.
+
+    Returns:
+      [B, ..., H, W, C], zero wherever the box (plus a one-sample fade) does not reach.
+    """
+    glimpses = tf.convert_to_tensor(glimpses)
+    if glimpses.shape.rank is None or glimpses.shape.rank < 4:
+        raise ValueError(f"glimpses has shape {glimpses.shape}: expected [B, ..., gh, gw, C].")
+    n_height, n_width = _check_size("image_size", image_size)
+    gh, gw = glimpses.shape[-3], glimpses.shape[-2]
+    if gh is None or gw is None:
+        raise ValueError(f"glimpses has shape {glimpses.shape}: gh and gw must be static.")
+    center_y, center_x, height, width = _split_boxes(boxes, glimpses.dtype)  # [B, ...] each
+    batch_shape = tf.shape(center_y)
+    flat = lambda t: tf.reshape(t, [batch_shape[0], -1])  # [B, K]
+    flat_glimpses = tf.reshape(
+        glimpses, tf.concat([[batch_shape[0], -1], tf.shape(glimpses)[-3:]], axis=0))
+
+    def sprite_coordinates(center, size, n_image, n_glimpse):
+        pixel = tf.range(n_image, dtype=glimpses.dtype) / max(n_image - 1, 1)  # [n_image]
+        u = (pixel - center[..., None]) * 2.0 / size[..., None]  # [B, K, n_image]
+        return (u + 1.0) / 2.0 * (n_glimpse - 1.0)
+
+    p_y = interpolation_matrix(
+        sprite_coordinates(flat(center_y), flat(height), n_height, gh), gh, "zero")
+    p_x = interpolation_matrix(
+        sprite_coordinates(flat(center_x), flat(width), n_width, gw), gw, "zero")
+    # p_y [B, K, H, gh], p_x [B, K, W, gw]
+    rows = tf.einsum("bkym,bkmnc->bkync", p_y, flat_glimpses)  # [B, K, H, gw, C]
+    placed = tf.einsum("bkync,bkxn->bkyxc", rows, p_x)  # [B, K, H, W, C]
+    out_shape = tf.concat(
+        [batch_shape, [n_height, n_width, tf.shape(glimpses)[-1]]], axis=0)
+    placed = tf.reshape(placed, out_shape)
+    placed.set_shape(center_y.shape.concatenate([n_height, n_width, glimpses.shape[-1]]))
+    return placed
+
+
+def cell_window(cell_size: int = 12, anchor_size: float = 48.0, object_size: int = 14,
+                offset_range=(-0.5, 1.5)) -> int:
+    """Cells on each side of cell (i, j) that its box, glimpse or sprite can reach.
+
+    SPAIR_SPEC §1.4/§1.7: the box centre lies within `offset_range` cells of the cell's
+    top-left and its size is ≤ `anchor_size` px. The renderer's coverage −1 < sy < S adds
+    half a sprite pixel (≤ anchor_size/(2·object_size) px) on each side of the box (its
+    one-pixel zero border is centred half a pixel outside). With the paper's 12-px cells,
+    48-px anchor and 14×14 sprites, a sprite reaches at most 6 + 24 + 1.7 = 31.7 px before
+    the cell's top and as far after its bottom (pixel rows 12i − 32 … 12i + 43): 3 cells on
+    each side, a 7×7-cell (84×84 px) window. Glimpses (§1.5) reach less (30 px).
+    """
+    border = anchor_size / (2.0 * object_size)
+    before = -offset_range[0] * cell_size + anchor_size / 2.0 + border  # px before the cell
+    after = (offset_range[1] - 1.0) * cell_size + anchor_size / 2.0 + border  # px after it
+    return max(0, math.ceil(max(before, after) / cell_size))
+
+
+def extract_cell_glimpses(images, boxes, glimpse_size=(14, 14), cell_size: int = 12,
+                          window: int | None = None):
+    """`extract_glimpses` for one box per grid cell, in time and memory linear in image area.
+
+    Same sampling as `extract_glimpses` (SPAIR_SPEC §1.5), but the box of cell (i, j) is only
+    looked up in the rows and columns of its window, cells i − window … i + window (the
+    §1.7 scaling requirement: SPAIR's inference on large images). The image is cut into
+    cell_size × cell_size blocks; for each of the (2·window + 1)² block offsets (d_y, d_x),
+    the rows / columns of G_y, G_x that fall on block (i + d_y, j + d_x) contract that
+    shifted block grid, and the results are summed.
+
+    Boxes that leave their window cannot come from the model (centre within [−0.5, 1.5]
+    cells, size ≤ 48 px); for such a box the samples outside the window read 0 (truncated),
+    where `extract_glimpses` would read the image.
+
+    Args:
+      images: [B, H, W, C]; H, W static.
+      boxes: [B, Hc, Wc, 4] (center_y, center_x, height, width) fractions of H and W, with
+        Hc = ceil(H / cell_size), Wc = ceil(W / cell_size).
+      glimpse_size: (gh, gw).
+      cell_size: pixels per cell (12).
+      window: cells on each side; None → `cell_window(cell_size)` (3 for SPAIR).
+
+    Returns:
+      glimpses [B, Hc, Wc, gh, gw, C].
+    """
+    images = _check_images(images)
+    gh, gw = _check_size("glimpse_size", glimpse_size)
+    n_height, n_width = images.shape[1], images.shape[2]
+    if n_height is None or n_width is None:
+        raise ValueError(f"images has shape {images.shape}: H and W must be static.")
+    n = cell_window(cell_size) if window is None else int(window)
+    if n < 0:
+        raise ValueError(f"window={window}: expected a number of cells >= 0.")
+    c = int(cell_size)
+    grid_h, grid_w = -(-n_height // c), -(-n_width // c)
+    center_y, center_x, height, width = _split_boxes(boxes, images.dtype)  # [B, Hc, Wc]
+    if tuple(center_y.shape[1:]) != (grid_h, grid_w):
+        raise ValueError(
+            f"boxes has shape {tuple(center_y.shape) + (4,)}: an image of "
+            f"{n_height}×{n_width} px has a grid of ceil(H/{c}) × ceil(W/{c}) = "
+            f"{grid_h}×{grid_w} cells; pass [B, {grid_h}, {grid_w}, 4].")
+    span = (2 * n + 1) * c  # window length in px
+
+    def window_matrix(center, size, n_image, n_glimpse, axis):
+        # Clamp in image coordinates, then shift to the window of the box's cell.
+        source = tf.clip_by_value(
+            glimpse_coordinates(center, size, n_image, n_glimpse), 0.0, n_image - 1.0)
+        cell = tf.range(grid_h if axis == 0 else grid_w, dtype=images.dtype)
+        cell = cell[:, None, None] if axis == 0 else cell[None, :, None]  # broadcast [Hc|Wc]
+        return interpolation_matrix(source - (cell - n) * c, span, "zero")
+
+    g_y = window_matrix(center_y, height, n_height, gh, 0)  # [B, Hc, Wc, gh, span]
+    g_x = window_matrix(center_x, width, n_width, gw, 1)  # [B, Hc, Wc, gw, span]
+    # The image, zero-padded at the bottom/right to whole cells, as a grid of blocks.
+    padded = tf.pad(images, [[0, 0], [0, grid_h * c - n_height], [0, grid_w * c - n_width],
+                             [0, 0]])
+    blocks = tf.reshape(padded, [-1, grid_h, c, grid_w, c, tf.shape(images)[-1]])
+    # blocks [B, Hc, c, Wc, c, C]
+    glimpses = 0.0
+    for d_x in range(-n, n + 1):
+        # Cells j whose window column j + d_x is inside the grid (the rest reads nothing).
+        j_lo, j_hi = max(0, -d_x), min(grid_w, grid_w - d_x)
+        if j_lo >= j_hi:
+            continue
+        g_x_block = g_x[:, :, j_lo:j_hi, :, (d_x + n) * c:(d_x + n + 1) * c]  # [B, Hc, nj, gw, c]
+        for d_y in range(-n, n + 1):
+            i_lo, i_hi = max(0, -d_y), min(grid_h, grid_h - d_y)
+            if i_lo >= i_hi:
+                continue
+            g_y_block = g_y[:, i_lo:i_hi, j_lo:j_hi, :, (d_y + n) * c:(d_y + n + 1) * c]
+            # Sequence the blocks so a graph executor never holds all (2n+1)² at once.
+            with tf.control_dependencies(
+                    [glimpses] if isinstance(glimpses, tf.Tensor) else []):
+                block = blocks[:, i_lo + d_y:i_hi + d_y, :, j_lo + d_x:j_hi + d_x]
+            # g_y_block [B, ni, nj, gh, c]; block [B, ni, c, nj, c, C]: cell (i+d_y, j+d_x)
+            rows = tf.einsum("bijyr,birjsc->bijysc", g_y_block, block)  # [B, ni, nj, gh, c, C]
+            term = tf.einsum("bijysc,bijxs->bijyxc", rows, g_x_block[:, i_lo:i_hi])
+            glimpses += tf.pad(term, [[0, 0], [i_lo, grid_h - i_hi], [j_lo, grid_w - j_hi],
+                                      [0, 0], [0, 0], [0, 0]])  # [B, Hc, Wc, gh, gw, C]
+    return glimpses
