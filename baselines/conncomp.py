@@ -322,10 +322,15 @@ def search_tau(images, gt_boxes, taus=DEFAULT_TAUS, background=(0.0, 0.0, 0.0),
 # ------------------------------------------------------------------------------
 # Evaluation on Experiment-1 data
 
-def _experiment1_data(n_digits, split, n_images, image_size):
+def _experiment1_data(n_digits, split, n_images, image_size, digit_frame="mnist",
+                      digit_rounding="half_up"):
     from spair_tf import datasets
 
     config = datasets.experiment1(n_digits, split, n_images=n_images)
+    if (digit_frame, digit_rounding) != (config.digit_frame, config.digit_rounding):
+        config = dataclasses.replace(config, digit_frame=digit_frame,
+                                     digit_rounding=digit_rounding)
+        config.validate()
     if image_size != config.image_height or image_size != config.image_width:
         config = dataclasses.replace(config, image_height=image_size, image_width=image_size)
         config.validate()
@@ -334,8 +339,12 @@ def _experiment1_data(n_digits, split, n_images, image_size):
 
 def evaluate_conncomp(n_digits, tau=None, tau_search=False, image_size=48,
                       n_images=1000, split="test",
-                      tau_search_images=DEFAULT_TAU_SEARCH_IMAGES, taus=DEFAULT_TAUS):
+                      tau_search_images=DEFAULT_TAU_SEARCH_IMAGES, taus=DEFAULT_TAUS,
+                      digit_frame="mnist", digit_rounding="half_up"):
     """ConnComp on Experiment-1-style data (exactly n digits per image_size² image).
+
+    digit_frame / digit_rounding select the digit preprocessing (spair_tf.digits): the
+    spec's MNIST default, or "emnist" / "floor" to emulate the original code's EMNIST digits.
 
     τ is `tau`, or (tau_search) the result of `search_tau` on the first
     `tau_search_images` training images. Returns the metrics of
@@ -346,22 +355,25 @@ def evaluate_conncomp(n_digits, tau=None, tau_search=False, image_size=48,
         raise ValueError("give exactly one of tau (a number) and tau_search=True.")
     result = {}
     if tau_search:
-        train = _experiment1_data(n_digits, "train", tau_search_images, image_size)
+        train = _experiment1_data(n_digits, "train", tau_search_images, image_size,
+                                  digit_frame, digit_rounding)
         tau, table = search_tau(train.images, train.gt_boxes_list(), taus)
         result.update(tau_search_images=int(tau_search_images), tau_table=table)
     tau = _check_tau(tau)
-    data = _experiment1_data(n_digits, split, n_images, image_size)
+    data = _experiment1_data(n_digits, split, n_images, image_size, digit_frame,
+                             digit_rounding)
     boxes, scores = conncomp_detect(data.images, tau)
     measured = metrics.evaluate_detections(boxes, scores, data.gt_boxes_list())
     measured.update(tau=tau, n_images=int(len(data.images)), split=split,
                     image_size=int(image_size), n_digits=int(n_digits),
                     protocol="paper (AP, AP_at); corrected; coco",
+                    digit_frame=digit_frame, digit_rounding=digit_rounding,
                     **result)
     return measured
 
 
 def paper_table(tau_search_images=DEFAULT_TAU_SEARCH_IMAGES, n_images=1000,
-                digit_counts=(1, 3, 5, 7, 9)):
+                digit_counts=(1, 3, 5, 7, 9), digit_frame="mnist", digit_rounding="half_up"):
     """The ConnComp column of SPAIR_SPEC §5.1 measured: {n: row} (AP values in %).
 
     Each row holds the measurement with the searched τ, the paper's figure, and, for
@@ -372,10 +384,12 @@ def paper_table(tau_search_images=DEFAULT_TAU_SEARCH_IMAGES, n_images=1000,
 
     table = {}
     for n in digit_counts:
+        data_options = {"digit_frame": digit_frame, "digit_rounding": digit_rounding}
         result = evaluate_conncomp(n, tau_search=True, n_images=n_images,
-                                   tau_search_images=tau_search_images)
+                                   tau_search_images=tau_search_images, **data_options)
         paper_tau = paper_numbers.CONNCOMP_TAU_EXPERIMENT1.get(n)
-        at_paper_tau = (evaluate_conncomp(n, tau=paper_tau, n_images=n_images)
+        at_paper_tau = (evaluate_conncomp(n, tau=paper_tau, n_images=n_images,
+                                          **data_options)
                         if paper_tau is not None else None)
         paper_ap = paper_numbers.EXPERIMENT1_AP["ConnComp"][n]
         table[str(n)] = {
@@ -479,11 +493,14 @@ def main(argv, values, command):
     if values.paper_table:
         start = time.perf_counter()
         table = paper_table(tau_search_images=values.tau_search_images,
-                            n_images=values.n_images)
+                            n_images=values.n_images, digit_frame=values.digit_frame,
+                            digit_rounding=values.digit_rounding)
         result = {"per_n": table, "seconds": time.perf_counter() - start,
                   "protocol": "AP_paper_protocol: SPAIR_SPEC §3.1; tau searched on the first "
                               "tau_search_images training images; evaluated on the test "
-                              "split", "command": command}
+                              "split", "command": command,
+                  "data": {"digit_frame": values.digit_frame,
+                           "digit_rounding": values.digit_rounding}}
         _write_json(values.output_json, result)
         for n, row in table.items():
             print(f"n={n}: AP {row['AP_paper_protocol']:.1f} (paper {row['AP_paper_figure']}), "
@@ -497,7 +514,8 @@ def main(argv, values, command):
     result = evaluate_conncomp(
         values.n_digits, tau=values.tau, tau_search=values.tau_search,
         image_size=values.image_size, n_images=values.n_images, split=values.split,
-        tau_search_images=values.tau_search_images)
+        tau_search_images=values.tau_search_images, digit_frame=values.digit_frame,
+        digit_rounding=values.digit_rounding)
     result["command"] = command
     _write_json(values.output_json, result)
     print(f"ConnComp n={values.n_digits} tau={result['tau']:.4f}: AP {100 * result['AP']:.2f} "
@@ -520,6 +538,11 @@ def _define_flags(values):
     flags.DEFINE_integer("tau_search_images", DEFAULT_TAU_SEARCH_IMAGES,
                          "Training images used by the τ search (the first ones of the "
                          "64,000-image training split).", lower_bound=1, flag_values=values)
+    flags.DEFINE_enum("digit_frame", "mnist", ["mnist", "emnist"], "Digit framing: the "
+                      "spec's MNIST digits, or MNIST re-framed like EMNIST (the original "
+                      "code's digits; see BUILD_NOTES.md).", flag_values=values)
+    flags.DEFINE_enum("digit_rounding", "half_up", ["half_up", "floor"], "Rounding of the "
+                      "14x14 sprites to 8 bits (the original truncated).", flag_values=values)
     flags.DEFINE_integer("image_size", 48, "Image side in pixels.", lower_bound=14,
                          flag_values=values)
     flags.DEFINE_integer("n_images", 1000, "Evaluation images.", lower_bound=1,
