@@ -5,14 +5,25 @@ r"""Trains SPAIR (or the AIR / DAIR baselines) with the shared training loop.
 Every hyperparameter of SPAIR_SPEC is a flag whose default is the paper's value
 (`--helpfull` lists them): the SpairConfig fields (§1), the TrainConfig fields (§1.11) and
 the AirConfig fields prefixed `air_` (§4.2). Re-running the same command resumes from the
-latest checkpoint in --model_dir. At the end the best-by-validation-AP checkpoint is
-evaluated on the test set and written to DIR/results.json.
+latest checkpoint in --model_dir (also after `kill -9`). At the end the best-by-validation-AP
+checkpoint is evaluated on the test set and written to DIR/results.json.
+
+Scale-out: `--strategy=mirrored` splits each batch over the local devices;
+`--strategy=multi_worker` runs one process per worker, each started with the same flags
+and its own TF_CONFIG, e.g. for worker 0 of two:
+
+    TF_CONFIG='{"cluster": {"worker": ["host0:12345", "host1:12345"]},
+                "task": {"type": "worker", "index": 0}}' python -m spair_tf.train ...
+
+--batch_size is the global batch. Only the chief (worker 0) writes to --model_dir, which
+the other workers must be able to read (restore-on-start).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 
 from absl import flags
 
@@ -47,25 +58,38 @@ FLAGS = flags.FLAGS
 
 
 def model_fn_from_flags(image_shape):
-    """A function building the model the flags describe, and a JSON record of its config."""
+    """A function building the model the flags describe, and a JSON record of its config.
+
+    A value out of range is a ValueError naming the flag.
+    """
     if FLAGS.model == "spair":
         from spair_tf.model import SPAIR
 
-        config = flags_util.config_from_flags(SpairConfig)
+        config = _config_from_flags(SpairConfig)
         return (lambda: SPAIR(config)), {"spair": config.__dict__}
     from baselines.air import AIR, AirConfig
 
-    config = flags_util.config_from_flags(AirConfig, prefix="air_", skip=("model",),
-                                          model=FLAGS.model)
+    config = _config_from_flags(AirConfig, prefix="air_", skip=("model",), model=FLAGS.model)
     return (lambda: AIR(config, image_shape=image_shape)), {"air": config.__dict__}
 
 
+def _config_from_flags(cls, prefix="", **kwargs):
+    try:
+        return flags_util.config_from_flags(cls, prefix=prefix, **kwargs)
+    except ValueError as error:
+        text = str(error)
+        flag = text if text.startswith("--") else f"--{prefix}{text}"
+        raise ValueError(f"bad flag value: {flag}") from error
+
+
 def make_strategy(name):
+    """The tf.distribute strategy of --strategy (created before any other TF work)."""
     import tensorflow as tf
 
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multi_worker":
+        # The cluster and this process's task come from the TF_CONFIG environment variable.
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
 
@@ -76,10 +100,15 @@ def main(argv):
     if not FLAGS.model_dir:
         raise ValueError("--model_dir is required: where checkpoints and results go.")
     from spair_tf import datasets
-    from spair_tf.training import Trainer
+    from spair_tf.training import Trainer, TrainingDiverged
 
-    train_config = flags_util.config_from_flags(TrainConfig)
+    train_config = _config_from_flags(TrainConfig)
     strategy = make_strategy(FLAGS.strategy)
+    if train_config.batch_size % strategy.num_replicas_in_sync:
+        raise ValueError(
+            f"--batch_size={train_config.batch_size} does not split over "
+            f"{strategy.num_replicas_in_sync} replicas; use a multiple of "
+            f"{strategy.num_replicas_in_sync}.")
     train_cfg, val_cfg, test_cfg = cli.data_configs()
     train_data = cli.load_data(train_cfg)
     val_data, test_data = cli.load_data(val_cfg), cli.load_data(test_cfg)
@@ -92,11 +121,18 @@ def main(argv):
     trainer = Trainer(model_fn, train_config, FLAGS.model_dir, strategy=strategy,
                       image_shape=image_shape, log_every=FLAGS.log_every,
                       flags_record=record)
-    global_batch = train_config.batch_size
-    dataset = datasets.to_tf_dataset(train_data, batch_size=global_batch, shuffle=True,
-                                     repeat=True, seed=train_config.seed + trainer.restore())
-    results = trainer.fit(dataset, val_data=val_data, test_data=test_data,
-                          eval_mode=FLAGS.eval_mode)
+    # A resumed run draws a new data order (the iterator's position is not checkpointed).
+    dataset = datasets.to_tf_dataset(train_data, batch_size=train_config.batch_size,
+                                     shuffle=True, repeat=True,
+                                     seed=train_config.seed + trainer.restore())
+    try:
+        results = trainer.fit(dataset, val_data=val_data, test_data=test_data,
+                              eval_mode=FLAGS.eval_mode)
+    except TrainingDiverged as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    if not trainer.is_chief:
+        return
     if FLAGS.export_dir:
         from spair_tf import export
 

@@ -8,11 +8,27 @@ A model follows this protocol:
     model.detect(images, mode="mean"|"paper") -> dict(boxes [B, K, 4], scores [B, K],
         valid [B, K], counts [B], reconstruction [B, H, W, 3])
 
-The loop: a `@tf.function` step (Adam; gradients all-reduced over replicas, clipped by
-global norm, optional gradient noise), `tf.train.Checkpoint` + `CheckpointManager` with
-restore-on-start, validation every `eval_every` steps, the best-by-validation-AP checkpoint
-kept apart, early stopping with patience, and at the end the best checkpoint evaluated on
-the test set and written (atomically) to `model_dir/results.json`.
+The loop (§1.11): a `@tf.function` step — Adam on the gradient of the global-batch mean loss,
+all-reduced over replicas, clipped by global norm, plus gradient noise; `tf.train.Checkpoint`
++ `CheckpointManager` with restore-on-start; validation every `eval_every` steps, the
+best-by-validation-AP checkpoint kept apart, early stopping with patience; at the end the
+best checkpoint evaluated on the test set and written (atomically) to `model_dir/results.json`.
+
+Crash safety. Every schedule (count prior, training wheels, gradient noise, AIR's prior) is
+a function of the checkpointed global step, so a run killed at any point and started again
+with the same command continues where its last checkpoint left off. At an evaluation step
+the order is: evaluate → val_history.json (atomic) → checkpoint (the commit point) → best
+checkpoint; on restart the history is cut back to the restored step and a best checkpoint
+lost between commit and copy is written again. TF writes a checkpoint's files under a
+temporary name, renames them, and only then replaces the `checkpoint` state file atomically
+(`file_io.atomic_write_string_to_file`), so a restart never sees a half-written checkpoint.
+
+Distribution: any tf.distribute strategy (default, MirroredStrategy,
+MultiWorkerMirroredStrategy). With several workers only the chief writes to `model_dir`
+(checkpoints, TensorBoard, JSON files); the other workers save their checkpoints to a
+temporary directory that is deleted at the end (TF's multi-worker guide), restore from the
+chief's, and receive the chief's validation AP so that every worker takes the same
+best-checkpoint and early-stopping decisions.
 """
 
 from __future__ import annotations
@@ -21,8 +37,10 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 
 import keras
@@ -34,9 +52,13 @@ from spair_tf import io_utils
 from spair_tf import schedules
 from spair_tf.config import TrainConfig
 
+# Outline colours of the TensorBoard box images: ground truth green, predictions red.
+GT_COLOUR = (0.0, 1.0, 0.0)
+PREDICTION_COLOUR = (1.0, 0.2, 0.2)
+
 
 class TrainingDiverged(RuntimeError):
-    """The loss became NaN or Inf; the last good checkpoint is kept."""
+    """The loss or the gradient became NaN or Inf; the last good checkpoint is kept."""
 
 
 class IncompatibleCheckpoint(ValueError):
@@ -57,178 +79,408 @@ def git_commit() -> str | None:
         return None
 
 
+def worker_role(strategy) -> tuple[bool, int]:
+    """(is_chief, worker index) of this process under `strategy` (TF_CONFIG's task).
+
+    The chief is the task of type "chief", else worker 0; a strategy without a cluster (one
+    process) is its own chief.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    task_id = int(getattr(resolver, "task_id", None) or 0)
+    if task_type is None:
+        return True, 0
+    jobs = resolver.cluster_spec().as_dict() if resolver is not None else {}
+    is_chief = task_type == "chief" or (task_type == "worker" and task_id == 0
+                                        and "chief" not in jobs)
+    index = task_id + (1 if task_type == "worker" and "chief" in jobs else 0)
+    return is_chief, index
+
+
 class Trainer:
     """Trains one model in `model_dir`, resuming from its latest checkpoint.
 
     Args:
       model_fn: builds the model (called inside the strategy's scope).
-      config: a TrainConfig.
-      model_dir: checkpoints (ckpt/, best/), TensorBoard logs (train/, val/) and
-        results.json live here.
+      config: a TrainConfig; `config.seed` seeds the initialisation, the sampling noise and
+        (through the caller's dataset) the data order.
+      model_dir: checkpoints (ckpt/, best/), TensorBoard logs (train/, val/),
+        val_history.json and results.json live here.
       strategy: a tf.distribute strategy (default: the default strategy).
       image_shape: (H, W, 3), to build the model's variables before restoring.
       log_every: steps between TensorBoard scalars and progress lines.
       flags_record: a JSON-able record of how the run was configured (results.json).
+      summary_images: how many validation images are drawn to TensorBoard at each
+        evaluation (input, reconstruction, ground-truth | predicted boxes).
     """
 
     def __init__(self, model_fn, config: TrainConfig, model_dir: str, strategy=None,
-                 image_shape=(48, 48, 3), log_every: int = 50, flags_record=None):
+                 image_shape=(48, 48, 3), log_every: int = 50, flags_record=None,
+                 summary_images: int = 4):
+        if not model_dir:
+            raise ValueError("model_dir is empty: pass the directory for checkpoints and "
+                             "results.")
+        if log_every < 1 or summary_images < 0:
+            raise ValueError(f"log_every={log_every}, summary_images={summary_images}: "
+                             "expected log_every >= 1 and summary_images >= 0.")
         self.config = config
         self.model_dir = model_dir
         self.strategy = strategy or tf.distribute.get_strategy()
         self.log_every = log_every
         self.flags_record = flags_record or {}
+        self.summary_images = summary_images
+        self.is_chief, worker = worker_role(self.strategy)
+        # Other workers need their own noise; their initial weights are the chief's (MWMS
+        # broadcasts initial values).
+        keras.utils.set_random_seed(config.seed + worker)
         with self.strategy.scope():
             self.model = model_fn()
             self.model.build((None,) + tuple(image_shape))
             self.optimizer = make_optimizer(config)
             self.optimizer.build(self.model.trainable_variables)
-            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+            # Counted once per step, in replica context (by the first replica).
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
+                                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
             self.best_ap = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_ap")
             self.best_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_step")
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                               step=self.step, best_ap=self.best_ap,
                                               best_step=self.best_step)
+        self._write_dir = (model_dir if self.is_chief else
+                           tempfile.mkdtemp(prefix=f"spair_tf_worker{worker}_"))
         self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(model_dir, "ckpt"),
+            self.checkpoint, os.path.join(self._write_dir, "ckpt"),
             max_to_keep=config.checkpoints_to_keep)
         self.best_manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(model_dir, "best"), max_to_keep=1)
-        self._train_step = tf.function(self._distributed_step)
+            self.checkpoint, os.path.join(self._write_dir, "best"), max_to_keep=1)
+        self._restored = False
+        self._compute_update = tf.function(self._distributed_update)
+        self._apply_update = tf.function(self._distributed_apply)
+        self._from_chief = tf.function(self._broadcast_from_chief)
+        self._summary_detect = {}
 
     # ---------------------------------------------------------------------------------
+    # Checkpoints
+
     def restore(self) -> int:
-        """Restores the latest checkpoint if there is one; returns the global step."""
-        latest = self.manager.latest_checkpoint
+        """Restores the latest checkpoint in model_dir if there is one; returns the step.
+
+        Idempotent: a second call returns the step without reading the checkpoint again.
+        Raises IncompatibleCheckpoint if the checkpoint is of another model or size.
+        """
+        if self._restored:
+            return int(self.step.numpy())
+        latest = tf.train.latest_checkpoint(os.path.join(self.model_dir, "ckpt"))
         if latest:
             try:
                 self.checkpoint.restore(latest).assert_existing_objects_matched()
             except (AssertionError, ValueError, tf.errors.OpError) as error:
+                detail = " ".join(str(error).split())[:300]
                 raise IncompatibleCheckpoint(
                     f"model_dir {self.model_dir!r} holds a checkpoint ({latest}) that does not "
-                    "match this model and configuration; use a new --model_dir or the flags "
-                    f"it was trained with. ({type(error).__name__}: {str(error)[:300]})"
-                ) from error
+                    "match this model and configuration; use a new --model_dir, or the flags "
+                    f"it was trained with. ({type(error).__name__}: {detail})") from error
+            _note(f"resumed from step {int(self.step.numpy())} ({latest})")
+        self._restored = True
         return int(self.step.numpy())
 
-    def _replica_step(self, images):
-        model, config = self.model, self.config
+    def _repair_best(self, step):
+        """Writes the best checkpoint again if a crash came between commit and copy."""
+        best = tf.train.latest_checkpoint(os.path.join(self.model_dir, "best"))
+        if step > 0 and int(self.best_step.numpy()) == step and (
+                best is None or not best.endswith(f"-{step}")):
+            self.best_manager.save(checkpoint_number=step)
+
+    # ---------------------------------------------------------------------------------
+    # The step
+
+    def _replica_update(self, images):
+        """The update every replica applies, and the loss terms (SPAIR_SPEC §1.11).
+
+        The update is the gradient of the global-batch mean loss (each replica's mean loss
+        divided by the number of replicas, summed over replicas), clipped by its global
+        norm, plus gradient noise of the global step (stateless, so the same on every
+        replica). The terms are averaged over replicas in the same all-reduce. Returns
+        (grads aligned with model.trainable_variables, terms), equal on every replica.
+        """
+        config, variables = self.config, self.model.trainable_variables
+        n_replicas = self.strategy.num_replicas_in_sync
         with tf.GradientTape() as tape:
-            loss, terms = model.compute_loss(images, self.step, training=True)
-            scaled = loss / tf.cast(self.strategy.num_replicas_in_sync, loss.dtype)
-        variables = model.trainable_variables
+            loss, terms = self.model.compute_loss(images, self.step, training=True)
+            scaled = loss / tf.cast(n_replicas, loss.dtype)
         grads = tape.gradient(scaled, variables)
-        pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
-        grads = [tf.convert_to_tensor(g) for g, _ in pairs]
-        grads = tf.distribute.get_replica_context().all_reduce(
-            tf.distribute.ReduceOp.SUM, grads)
+        # A variable the loss does not reach gets a zero update (Adam leaves it unchanged).
+        grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
+                 for g, v in zip(grads, variables)]
+        terms = {k: tf.cast(v, tf.float32) / n_replicas
+                 for k, v in {**terms, "loss": loss}.items()}
+        grads, terms = tf.distribute.get_replica_context().all_reduce(
+            tf.distribute.ReduceOp.SUM, (grads, terms))
         grad_norm = tf.linalg.global_norm(grads)
         if config.clip_norm > 0:
             grads, _ = tf.clip_by_global_norm(grads, config.clip_norm, use_norm=grad_norm)
         if config.gradient_noise:
             grads = schedules.add_gradient_noise(grads, self.step, seed=config.seed)
-        terms = {**terms, "loss": loss, "grad_norm": grad_norm}
-        return grads, [v for _, v in pairs], terms
+        return grads, {**terms, "grad_norm": grad_norm}
 
-    def _distributed_step(self, batch):
-        grads, variables, terms = self.strategy.run(self._replica_step, (batch["images"],))
-        variables = self.strategy.experimental_local_results(variables)[0]
-        self.optimizer.apply_gradients(zip(grads, variables))
+    def _distributed_update(self, images):
+        """strategy.run of _replica_update: (per-replica grads, the loss terms)."""
+        grads, terms = self.strategy.run(self._replica_update, (images,))
+        return grads, self._first_replica(terms)
+
+    def _replica_apply(self, grads):
+        """Adam on the reduced update, in replica context (how Keras optimizers run)."""
+        # A Keras optimizer sums the gradients it gets over replicas; ours are reduced
+        # already, so the first replica passes them and the others pass zeros (exact).
+        first = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 0)
+        grads = [g * tf.cast(first, g.dtype) for g in grads]
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
         self.step.assign_add(1)
-        return {k: self.strategy.reduce(tf.distribute.ReduceOp.MEAN, v, axis=None)
-                for k, v in terms.items()}
+
+    def _distributed_apply(self, grads):
+        self.strategy.run(self._replica_apply, (grads,))
+
+    def _train_step(self, batch):
+        """One optimiser step on a (distributed) global batch; returns the loss terms.
+
+        Raises TrainingDiverged, without applying the update, if the loss or the gradient
+        norm is NaN or Inf (weights, optimizer state and step stay those of the last step).
+        """
+        grads, terms = self._compute_update(batch["images"])
+        self._check_finite(terms)
+        self._apply_update(grads)
+        return terms
+
+    def gradients(self, images):
+        """The update one step would apply to `images` (a global batch), without applying it.
+
+        Returns (per_replica, terms): per_replica a list (one per local replica) of lists of
+        numpy gradients aligned with model.trainable_variables — all-reduced, clipped and
+        noised, so equal across replicas — and terms, the loss terms (floats).
+        """
+        dataset = tf.data.Dataset.from_tensors(images)
+        images = next(iter(self.strategy.experimental_distribute_dataset(dataset)))
+        grads, terms = self._compute_update(images)
+        local = [self.strategy.experimental_local_results(g) for g in grads]
+        per_replica = [[g[r].numpy() for g in local] for r in range(len(local[0]))]
+        return per_replica, {k: float(v) for k, v in terms.items()}
+
+    def _first_replica(self, values):
+        """The first local replica's component of each distributed value in `values`."""
+        return tf.nest.map_structure(
+            lambda v: self.strategy.experimental_local_results(v)[0], values)
 
     # ---------------------------------------------------------------------------------
+    # The loop
+
     def fit(self, train_dataset, val_data=None, test_data=None, eval_batch_size=32,
             eval_mode="mean", eval_images=None):
         """Trains to config.max_steps (or early stop) and returns the results dict.
 
         Args:
-          train_dataset: a repeated tf.data.Dataset of dicts with "images".
+          train_dataset: a repeated tf.data.Dataset of dicts with "images", batched with
+            the global batch size.
           val_data, test_data: datasets.Scattered sets (None skips evaluation).
           eval_mode: the inference mode of the reported metrics (§1.12).
+          eval_images: evaluate on at most this many validation images.
+        Raises:
+          TrainingDiverged: the loss or gradient norm became NaN/Inf.
+          IncompatibleCheckpoint: model_dir holds another model's checkpoint.
         """
         config = self.config
-        start_step = self.restore()
-        train_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
-        val_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "val"))
-        dataset = self.strategy.experimental_distribute_dataset(train_dataset)
-        iterator = iter(dataset)
-        progress = Progress(start_step, config.max_steps)
-        history = self._load_history()
+        step = self.restore()
+        self._repair_best(step)
+        history = self._load_history(step)
+        writer = self._writer("train")
+        val_writer = self._writer("val")
+        options = tf.data.Options()
+        # Each worker keeps its share of every global batch (the data has no files).
+        options.experimental_distribute.auto_shard_policy = (
+            tf.data.experimental.AutoShardPolicy.DATA)
+        iterator = iter(self.strategy.experimental_distribute_dataset(
+            train_dataset.with_options(options)))
+        progress = Progress(step, config.max_steps)
         started = time.time()
-        step = start_step
-        while step < config.max_steps:
-            terms = self._train_step(next(iterator))
-            step = int(self.step.numpy())
-            if not math.isfinite(float(terms["loss"])):
-                values = {k: float(v) for k, v in terms.items()}
-                raise TrainingDiverged(
-                    f"the loss is {values['loss']} at step {step}; terms: {values}. The last "
-                    f"good checkpoint ({self.manager.latest_checkpoint}) is kept; lower "
-                    "--learning_rate or check the input.")
-            if step % self.log_every == 0 or step == config.max_steps:
-                with train_writer.as_default(step=step):
-                    for name, value in terms.items():
-                        tf.summary.scalar(name, value)
-                    tf.summary.scalar("steps_per_second", progress.rate())
-                progress.update(step, float(terms["loss"]))
-            if step % config.eval_every == 0 or step == config.max_steps:
-                self.manager.save(checkpoint_number=step)
-                if val_data is not None:
-                    result = evaluation.evaluate(self.model, val_data, eval_batch_size,
-                                                 eval_mode, max_images=eval_images)
-                    history.append({"step": step, **_scalars(result)})
-                    with val_writer.as_default(step=step):
-                        for name, value in _scalars(result).items():
+        stop = self._early_stop(step, progress)
+        try:
+            while step < config.max_steps and not stop:
+                terms = self._train_step(next(iterator))
+                step = int(self.step.numpy())
+                if step % self.log_every == 0 or step == config.max_steps:
+                    # The terms of the update from step − 1 to step (its schedules at step − 1).
+                    with writer.as_default(step=step):
+                        for name, value in terms.items():
                             tf.summary.scalar(name, value)
-                    progress.note(f"step {step}: val AP {result['AP']:.4f} "
-                                  f"(corrected {result['AP_corrected']:.4f}), "
-                                  f"count error {result['count_abs_error']:.3f}")
-                    if result["AP"] > self.best_ap.numpy():
-                        self.best_ap.assign(result["AP"])
-                        self.best_step.assign(step)
-                        self.best_manager.save(checkpoint_number=step)
-                    self._save_history(history)
-                    if (config.patience and
-                            step - int(self.best_step.numpy()) >= config.patience):
-                        progress.note(f"early stop at step {step}: no better validation AP "
-                                      f"since step {int(self.best_step.numpy())}.")
-                        break
-        progress.close()
-        results = {"steps": step, "wall_time_s": time.time() - started,
-                   "best_step": int(self.best_step.numpy()),
-                   "best_val_AP": float(self.best_ap.numpy()),
-                   "val_history": history, "eval_mode": eval_mode,
-                   "train_config": dataclasses.asdict(config), "flags": self.flags_record,
-                   "git_commit": git_commit(), "command": " ".join(sys.argv)}
-        if test_data is not None:
-            if self.best_manager.latest_checkpoint:
-                self.checkpoint.restore(self.best_manager.latest_checkpoint).expect_partial()
-            results["test"] = evaluation.evaluate(self.model, test_data, eval_batch_size,
-                                                  eval_mode)
-        io_utils.atomic_write_json(os.path.join(self.model_dir, "results.json"), results)
-        return results
+                        tf.summary.scalar("steps_per_second", progress.rate(step))
+                    progress.update(step, float(terms["loss"]))
+                if step % config.eval_every == 0 or step == config.max_steps:
+                    self._validate_and_save(step, val_data, history, val_writer, progress,
+                                            eval_batch_size, eval_mode, eval_images)
+                    stop = self._early_stop(step, progress)
+            progress.close()
+            results = {"steps": step, "wall_time_s": time.time() - started,
+                       "best_step": int(self.best_step.numpy()),
+                       "best_val_AP": float(self.best_ap.numpy()),
+                       "val_history": history, "eval_mode": eval_mode,
+                       "train_config": dataclasses.asdict(config), "flags": self.flags_record,
+                       "git_commit": git_commit(), "command": " ".join(sys.argv)}
+            if self.is_chief:
+                if test_data is not None:
+                    best = tf.train.latest_checkpoint(os.path.join(self.model_dir, "best"))
+                    if best:
+                        self.checkpoint.restore(best).expect_partial()
+                    results["test"] = evaluation.evaluate(self.model, test_data,
+                                                          eval_batch_size, eval_mode)
+                io_utils.atomic_write_json(os.path.join(self.model_dir, "results.json"),
+                                           results)
+            # Workers leave together (one that exits early looks like a crash to the others).
+            self._from_chief(tf.constant(0.0, tf.float64))
+            return results
+        finally:
+            writer.close()
+            val_writer.close()
+            if not self.is_chief:
+                shutil.rmtree(self._write_dir, ignore_errors=True)
+
+    def _check_finite(self, terms):
+        values = {k: float(v) for k, v in terms.items()}
+        if not (math.isfinite(values["loss"]) and math.isfinite(values["grad_norm"])):
+            step = int(self.step.numpy())
+            terms_text = ", ".join(f"{k}={v:.6g}" for k, v in values.items())
+            latest = tf.train.latest_checkpoint(os.path.join(self.model_dir, "ckpt"))
+            kept = (f"the last good checkpoint ({latest}) is kept" if latest else
+                    "no checkpoint had been written yet")
+            raise TrainingDiverged(
+                f"the loss is {values['loss']} (gradient norm {values['grad_norm']}) at step "
+                f"{step}; terms: {terms_text}. The update was not applied and {kept}; lower "
+                "--learning_rate or check the input, then run again.")
+
+    def _early_stop(self, step, progress):
+        """True once validation AP has not improved for `patience` steps (checked at the
+        evaluation steps, where checkpoints are, so a restarted run stops at the same step)."""
+        patience, best_step = self.config.patience, int(self.best_step.numpy())
+        if patience and best_step >= 0 and step - best_step >= patience:
+            progress.note(f"early stop at step {step}: no better validation AP since step "
+                          f"{best_step}.")
+            return True
+        return False
+
+    def _validate_and_save(self, step, val_data, history, writer, progress, batch_size,
+                           mode, max_images):
+        """Evaluation step: validate, record, then commit the checkpoint (see module doc)."""
+        improved = False
+        if val_data is not None:
+            result = None
+            if self.is_chief:
+                result = evaluation.evaluate(self.model, val_data, batch_size, mode,
+                                             max_images=max_images)
+            ap = float(self._from_chief(tf.constant(result["AP"] if result else 0.0,
+                                                    tf.float64)))
+            improved = ap > float(self.best_ap.numpy())
+            if improved:
+                self.best_ap.assign(ap)
+                self.best_step.assign(step)
+            if self.is_chief:
+                history.append({"step": step, **_scalars(result)})
+                io_utils.atomic_write_json(self._history_path(), history)
+                with writer.as_default(step=step):
+                    for name, value in _scalars(result).items():
+                        tf.summary.scalar(name, value)
+                    self._image_summaries(val_data, mode)
+                writer.flush()
+                progress.note(f"step {step}: val AP {result['AP']:.4f} "
+                              f"(corrected {result['AP_corrected']:.4f}), "
+                              f"count error {result['count_abs_error']:.3f}")
+        self.manager.save(checkpoint_number=step)
+        if improved:
+            self.best_manager.save(checkpoint_number=step)
+
+    def _broadcast_from_chief(self, value):
+        """The chief's `value` (a float64 scalar) on every worker, by one all-reduce."""
+        weight = tf.constant(1.0 if self.is_chief else 0.0, tf.float64)
+
+        def replica_fn(v):
+            total = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.SUM, tf.stack([v * weight, weight]))
+            return total[0] / total[1]
+
+        return self.strategy.experimental_local_results(
+            self.strategy.run(replica_fn, (value,)))[0]
+
+    def _image_summaries(self, data, mode):
+        """Inputs, reconstructions and predicted boxes beside the ground truth (TensorBoard)."""
+        n = min(self.summary_images, len(data.images))
+        if n == 0:
+            return
+        images = tf.cast(data.images[:n], tf.float32) / 255.0            # [n, H, W, 3]
+        if mode not in self._summary_detect:
+            self._summary_detect[mode] = tf.function(
+                lambda x: self.model.detect(x, mode=mode))
+        out = self._summary_detect[mode](images)
+        size = tf.cast(tf.tile(tf.shape(images)[1:3], [2]), tf.float32)  # [4] H, W, H, W
+        gt_valid = np.arange(data.boxes.shape[1])[None, :] < data.counts[:n, None]
+        gt = draw_boxes(images, data.boxes[:n] / size, gt_valid, GT_COLOUR)
+        predicted = draw_boxes(images, out["boxes"] / size, out["valid"], PREDICTION_COLOUR)
+        tf.summary.image("inputs", images, max_outputs=n)
+        tf.summary.image("reconstructions", tf.clip_by_value(out["reconstruction"], 0.0, 1.0),
+                         max_outputs=n)
+        tf.summary.image("boxes_ground_truth_vs_predicted",
+                         tf.concat([gt, predicted], axis=2), max_outputs=n,
+                         description="Left: ground truth (green); right: the detections "
+                                     "(red) of the evaluation mode.")
+
+    def _writer(self, name):
+        if not self.is_chief:
+            return tf.summary.create_noop_writer()
+        return tf.summary.create_file_writer(os.path.join(self.model_dir, name))
 
     def _history_path(self):
         return os.path.join(self.model_dir, "val_history.json")
 
-    def _load_history(self):
+    def _load_history(self, step):
+        """val_history.json cut back to the restored step (later entries were never committed)."""
         try:
             with open(self._history_path()) as f:
                 history = json.load(f)
         except (OSError, ValueError):
             return []
-        return [h for h in history if h["step"] <= int(self.step.numpy())]
+        return [h for h in history if h["step"] <= step]
 
-    def _save_history(self, history):
-        io_utils.atomic_write_json(self._history_path(), history)
+
+def draw_boxes(images, boxes, valid, colour):
+    """Outlines of the valid boxes drawn on the images.
+
+    Args:
+      images: [B, H, W, 3] in [0, 1].
+      boxes: [B, K, 4] (ymin, xmin, ymax, xmax) normalised by (H, W, H, W).
+      valid: [B, K] bool; invalid boxes are not drawn.
+      colour: RGB in [0, 1].
+    Returns:
+      [B, H, W, 3].
+    """
+    images = tf.convert_to_tensor(images, tf.float32)
+    boxes = tf.cast(boxes, tf.float32)
+    shape = tf.shape(images)
+    n_boxes = tf.shape(boxes)[1]
+    # One blank canvas per box, so that each box's outline can be masked by its validity.
+    canvases = tf.zeros(tf.concat([[shape[0] * n_boxes], shape[1:3], [1]], 0))
+    outlines = tf.image.draw_bounding_boxes(
+        canvases, tf.reshape(boxes, [-1, 1, 4]), tf.ones([1, 1]))     # [B·K, H, W, 1]
+    outlines = tf.reshape(outlines, tf.concat([[shape[0], n_boxes], shape[1:3], [1]], 0))
+    mask = tf.reduce_max(outlines * tf.cast(valid, tf.float32)[:, :, None, None, None],
+                         axis=1)                                        # [B, H, W, 1]
+    return mask * tf.constant(colour, tf.float32) + (1.0 - mask) * images
 
 
 def _scalars(result):
     out = {k: float(v) for k, v in result.items() if isinstance(v, (int, float, np.floating))}
     out.update({f"AP_at_{t:.1f}": float(v) for t, v in result.get("AP_at", {}).items()})
     return out
+
+
+def _note(text):
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 class Progress:
@@ -240,9 +492,11 @@ class Progress:
         self.step = start_step
         self.interactive = stream.isatty()
 
-    def rate(self):
+    def rate(self, step=None):
+        """Steps per second since this session started."""
         elapsed = time.time() - self.start
-        return (self.step - self.start_step) / elapsed if elapsed > 0 else 0.0
+        done = (self.step if step is None else step) - self.start_step
+        return done / elapsed if elapsed > 0 else 0.0
 
     def update(self, step, loss):
         self.step = step
