@@ -17,10 +17,16 @@ TOLERANCE_POINTS = 3.0
 
 
 @pytest.mark.paper
+@pytest.mark.parametrize("digits", ["mnist", "emnist_framed"])
 @pytest.mark.parametrize("n_digits", [1, 3, 5, 7, 9])
-def test_conncomp_ap_matches_paper(n_digits):
+def test_conncomp_ap_matches_paper(n_digits, digits):
+    """Two digit preprocessings: the spec's MNIST default, and MNIST re-framed like the
+    original code's EMNIST digits (BUILD_NOTES.md, "The Fig. 2 gap"). Measured: the MNIST
+    variant is 7–16 points above the paper at n ≥ 3; the EMNIST-framed one within 2.5."""
+    options = ({} if digits == "mnist" else
+               {"digit_frame": "emnist", "digit_rounding": "floor"})
     result = conncomp.evaluate_conncomp(n_digits, tau_search=True, n_images=1000,
-                                        split="test")
+                                        split="test", **options)
     measured = 100.0 * result["AP"]
     paper = paper_numbers.EXPERIMENT1_AP["ConnComp"][n_digits]
     assert abs(measured - paper) <= TOLERANCE_POINTS, (
