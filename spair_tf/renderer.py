@@ -167,13 +167,31 @@ def render_dense(rgb, alpha, importance, boxes, background, cell_size: int = 12)
     # s_y [B, Hc, Wc, H_img], s_x [B, Hc, Wc, W_img]
     covers_y = tf.cast((s_y > -1.0) & (s_y < n_sprite_y), rgb.dtype)
     covers_x = tf.cast((s_x > -1.0) & (s_x < n_sprite_x), rgb.dtype)
+    r_y = interpolation_matrix(s_y, n_sprite_y, "zero")  # [B, Hc, Wc, H_img, S]
     r_x = interpolation_matrix(s_x, n_sprite_x, "zero")  # [B, Hc, Wc, W_img, S]
-    terms = _pixel_terms(
-        interpolation_matrix(s_y, n_sprite_y, "zero"),
-        _columns(r_x, _stack_maps(rgb, alpha, importance)), tf.reduce_sum(r_x, -1),
-        covers_y, covers_x)
-    # terms [B, Hc, Wc, H_img, W_img, 2C+4]
-    return _composite(tf.reduce_sum(terms, axis=[1, 2]), background)
+    # Each map rendered on its own (R_y · m · R_xᵀ) and the sums over sprites taken as
+    # einsum contractions: no [sprites × pixels × channels] concatenation, whose slicing
+    # dominated the backward pass (results/benchmarks/spair.json).
+    def rendered(m):  # m [B, Hc, Wc, S, S, K] → [B, Hc, Wc, H_img, W_img, K]
+        columns = tf.einsum("bijmnk,bijxn->bijmxk", m, r_x)   # m · R_xᵀ
+        return tf.einsum("bijym,bijmxk->bijyxk", r_y, columns)
+
+    alpha_p = rendered(alpha)[..., 0]                      # α'  [B, Hc, Wc, H, W]
+    gamma_p = rendered(importance)[..., 0]                 # γ'
+    gamma_alpha_p = gamma_p * alpha_p
+    colour = rendered(rgb)                                 # R·o [B, Hc, Wc, H, W, C]
+    inside_y, inside_x = tf.reduce_sum(r_y, -1), tf.reduce_sum(r_x, -1)  # r = r_y·r_x
+    sums = tf.concat([
+        tf.einsum("bijyx,bijyxc->byxc", alpha_p, colour),                        # Σ α'·Ro
+        tf.einsum("bijyx,bijy->byx", alpha_p * inside_x[..., None, :],
+                  inside_y)[..., None],                                          # Σ α'·r
+        tf.einsum("bijyx,bijyxc->byxc", gamma_alpha_p, colour),                  # Σ γ'α'·Ro
+        tf.einsum("bijyx,bijy->byx", gamma_alpha_p * inside_x[..., None, :],
+                  inside_y)[..., None],                                          # Σ γ'α'·r
+        tf.reduce_sum(gamma_p, axis=[1, 2])[..., None],                          # Σ γ'
+        tf.einsum("bijy,bijx->byx", covers_y, covers_x)[..., None],              # covering
+    ], axis=-1)                                            # [B, H_img, W_img, 2C + 4]
+    return _composite(sums, background)
 
 
 def render(rgb, alpha, importance, boxes, background, cell_size: int = 12,
