@@ -78,6 +78,9 @@ class AirConfig:
         pres_kl: the z_pres KL in adaptive mode: "concrete" (the original's one-sample KL
             between binary Concrete densities of the pre-sigmoid sample) or "bernoulli"
             (analytic KL(Bernoulli(β) ‖ Bernoulli(π)), as SPAIR's).
+        grayscale: read and reconstruct only the first channel of the (equal-channel) images,
+            so the likelihood is the original AIR's grayscale one rather than three times it;
+            the reconstruction returned is repeated over the channels.
     """
 
     model: str = "air"
@@ -100,6 +103,7 @@ class AirConfig:
     stopping_threshold: float = 0.99
     pres_prior_log_odds: float | None = None
     pres_kl: str = "concrete"
+    grayscale: bool = False
 
     def __post_init__(self):
         self.validate()
@@ -322,7 +326,8 @@ class AIR(keras.Model):
         config.validate(image_shape)
         self.config = config
         self.image_shape = image_shape
-        height, width, channels = image_shape
+        height, width, _ = image_shape
+        channels = 1 if config.grayscale else image_shape[-1]      # channels the model sees
         n_pixels = height * width * channels
         g = config.glimpse_size
 
@@ -391,15 +396,15 @@ class AIR(keras.Model):
             pres_logits, pres_prob, z_pres [B, T], pres_pre [B, T] (the pre-sigmoid Concrete
             sample y, z_pres = sigmoid(y) in training; ℓ/τ in "mean" mode),
             alive [B, T] (1 while running), alive_before [B, T] (alive at the step's start),
-            canvas [B, H, W, C] (unclipped), and placed [B, T, H, W, C] if keep_objects.
+            canvas [B, H, W, C] (unclipped), and placed [B, T, H, W, C] if keep_objects
+            (C = 1 if config.grayscale).
         """
         if mode not in ("train", "paper", "mean"):
             raise ValueError(f"mode={mode!r}: expected 'train', 'paper' or 'mean'.")
         config = self.config
-        images = tf.convert_to_tensor(images, tf.float32)
-        self._check_images(images)
+        images = self._model_view(images)                          # [B, H, W, C']
         batch_size = tf.shape(images)[0]
-        height, width, channels = self.image_shape
+        height, width, channels = images.shape[1:]
         g = config.glimpse_size
         sample = mode != "mean"
         if noise is None and sample:
@@ -542,8 +547,8 @@ class AIR(keras.Model):
     def compute_loss(self, images, step=0, training=True, noise=None):
         """The negative ELBO, averaged over the batch (SPAIR_SPEC §4.2).
 
-        loss = BCE(x, clip(canvas, 0, 1)) summed over pixels and channels (r clamped at 1e-9
-               inside the logs)
+        loss = BCE(x, clip(canvas, 0, 1)) summed over pixels and channels (the first channel
+               only if config.grayscale; r clamped at 1e-9 inside the logs)
                + KL(scale) + KL(shift) + KL(z_what) + KL(z_pres).
 
         Args:
@@ -556,8 +561,8 @@ class AIR(keras.Model):
           (loss scalar, terms: dict name → scalar batch mean: "reconstruction", "kl_where",
            "kl_scale", "kl_shift", "kl_what", "kl_pres", "kl", "count", "pres_prior_log_odds").
         """
-        images = tf.convert_to_tensor(images, tf.float32)
         inferred = self.infer(images, mode="train" if training else "paper", noise=noise)
+        images = self._model_view(images)
         reconstruction = tf.clip_by_value(inferred["canvas"], 0.0, 1.0)
         # log(max(r, eps)) rather than log(r + eps): inside tf.function grappler may fold
         # (1 − r) + eps into (1 + eps) − r, which is 1 − r in float32 and −inf at r = 1.
@@ -603,14 +608,26 @@ class AIR(keras.Model):
             "scores": tf.cast(valid, tf.float32),
             "valid": valid,
             "counts": tf.reduce_sum(tf.cast(valid, tf.int32), axis=1),
-            "reconstruction": tf.clip_by_value(inferred["canvas"], 0.0, 1.0),
+            "reconstruction": self._reconstruction(inferred),
             "pres_prob": inferred["pres_prob"],
         }
 
     def call(self, images, training=False):
         """The clipped reconstruction [B, H, W, C] (relaxed pass if training, else means)."""
-        inferred = self.infer(images, mode="train" if training else "mean")
-        return tf.clip_by_value(inferred["canvas"], 0.0, 1.0)
+        return self._reconstruction(self.infer(images, mode="train" if training else "mean"))
+
+    def _reconstruction(self, inferred):
+        """clip(canvas, 0, 1) [B, H, W, C], repeated over the channels if grayscale."""
+        reconstruction = tf.clip_by_value(inferred["canvas"], 0.0, 1.0)
+        if self.config.grayscale:
+            reconstruction = tf.tile(reconstruction, [1, 1, 1, self.image_shape[-1]])
+        return reconstruction
+
+    def _model_view(self, images):
+        """The checked float32 images [B, H, W, C], or their first channel if grayscale."""
+        images = tf.convert_to_tensor(images, tf.float32)
+        self._check_images(images)
+        return images[..., :1] if self.config.grayscale else images
 
     def _check_images(self, images):
         if images.shape.rank != 4 or tuple(images.shape[1:]) != self.image_shape:

@@ -388,6 +388,24 @@ def test_compute_loss_in_tf_function_with_gradients_to_every_weight():
         assert np.isfinite(grad.numpy()).all(), variable.path
 
 
+def test_grayscale_model_is_the_one_channel_model_on_the_first_channel():
+    gray = AIR(small_config(grayscale=True, max_steps=2), image_shape=(12, 10, 3), seed=0)
+    one_channel = AIR(small_config(max_steps=2), image_shape=(12, 10, 1), seed=0)
+    one_channel.set_weights(gray.get_weights())
+    single = random_images((4, 12, 10, 1), seed=12)
+    images = tf.tile(single, [1, 1, 1, 3])                          # equal channels
+    noise = gray.draw_noise(4)
+    loss_gray, _ = gray.compute_loss(images, tf.constant(5000, tf.int64), noise=noise)
+    loss_one, _ = one_channel.compute_loss(single, tf.constant(5000, tf.int64), noise=noise)
+    np.testing.assert_allclose(loss_gray.numpy(), loss_one.numpy(), rtol=1e-6)
+    found_gray, found_one = gray.detect(images), one_channel.detect(single)
+    np.testing.assert_allclose(found_gray["boxes"].numpy(), found_one["boxes"].numpy(),
+                               rtol=1e-6)
+    assert found_gray["reconstruction"].shape == (4, 12, 10, 3)
+    np.testing.assert_allclose(found_gray["reconstruction"].numpy(),
+                               np.repeat(found_one["reconstruction"].numpy(), 3, axis=-1))
+
+
 # ---------------------------------------------------------------------------------------------
 # A short training on 1-digit 48×48 images lowers the loss
 
