@@ -335,6 +335,9 @@ def flop_terms(model, batch, height, width):
         terms.append(FlopTerm("renderer", "render_dense/columns", macs, 2, macs))
         macs = batch * grid_h * grid_w * height * width * maps * size
         terms.append(FlopTerm("renderer", "render_dense/rows", macs, 2, macs))
+        # The sums over sprites: Σα'·Ro, Σγ'α'·Ro (C each), Σα'·r, Σγ'α'·r, the coverage count.
+        macs = batch * grid_h * grid_w * height * width * (2 * channels + 3)
+        terms.append(FlopTerm("renderer", "render_dense/sums", macs, 2, macs))
         return terms
     n = glimpse.cell_window(c.cell_size, c.anchor_size, size)
     pairs_h, pairs_w = _block_pairs(grid_h, n), _block_pairs(grid_w, n)
