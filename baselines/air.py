@@ -78,6 +78,9 @@ class AirConfig:
         pres_kl: the z_pres KL in adaptive mode: "concrete" (the original's one-sample KL
             between binary Concrete densities of the pre-sigmoid sample) or "bernoulli"
             (analytic KL(Bernoulli(β) ‖ Bernoulli(π)), as SPAIR's).
+        shared_scale: one scale s for width and height, θ = [[s, 0, x], [0, s, y]] (the
+            original aakhundov AIR, with one scale KL); False: separate (w, h), each with its
+            own KL (the SPAIR authors' AIR, §4.2).
         grayscale: read and reconstruct only the first channel of the (equal-channel) images,
             so the likelihood is the original AIR's grayscale one rather than three times it;
             the reconstruction returned is repeated over the channels.
@@ -103,6 +106,7 @@ class AirConfig:
     stopping_threshold: float = 0.99
     pres_prior_log_odds: float | None = None
     pres_kl: str = "concrete"
+    shared_scale: bool = False
     grayscale: bool = False
 
     def __post_init__(self):
@@ -389,7 +393,8 @@ class AIR(keras.Model):
           keep_objects: also return every step's placed object [B, T, H, W, C].
         Returns:
           dict of per-step tensors stacked on axis 1 (T = config.n_steps):
-            scale_mean, scale_std, shift_mean, shift_std [B, T, 2] (pre-squash Normals),
+            scale_mean, scale_std, shift_mean, shift_std [B, T, 2] (pre-squash Normals;
+            scale_mean and scale_std [B, T, 1] if config.shared_scale),
             scale [B, T, 2] (w, h), shift [B, T, 2] (x, y), boxes [B, T, 4] (glimpse boxes),
             what_mean, what_std, z_what [B, T, A], glimpses [B, T, g, g, C] (attended),
             objects [B, T, g, g, C] (decoded),
@@ -434,13 +439,17 @@ class AIR(keras.Model):
             scale_mean, scale_log_std, shift_mean, shift_log_std, pres_logits = tf.split(
                     outputs, [2, 2, 2, 2, 1], axis=-1)
             pres_logits = pres_logits[:, 0]                         # [B]
+            if config.shared_scale:                                 # one s for w and h
+                scale_mean, scale_log_std = scale_mean[:, :1], scale_log_std[:, :1]
             scale_std = tf.exp(scale_log_std)                       # [B, 2]
             shift_std = tf.exp(shift_log_std)                       # [B, 2]
             z_scale, z_shift = scale_mean, shift_mean
             if sample:
-                z_scale = latents.reparameterise(scale_mean, scale_std, noise["eps_scale"][:, t])
+                z_scale = latents.reparameterise(scale_mean, scale_std,
+                                                 noise["eps_scale"][:, t, :scale_mean.shape[-1]])
                 z_shift = latents.reparameterise(shift_mean, shift_std, noise["eps_shift"][:, t])
             scale = tf.sigmoid(tf.clip_by_value(z_scale, -LOGIT_CLIP, LOGIT_CLIP))  # [B, 2] (w, h)
+            scale = tf.broadcast_to(scale, tf.shape(shift_mean))    # [B, 2], also if shared
             shift = tf.tanh(tf.clip_by_value(z_shift, -LOGIT_CLIP, LOGIT_CLIP))     # [B, 2] (x, y)
             boxes = air_boxes(scale, shift)[:, None, :]             # [B, 1, 4]
 

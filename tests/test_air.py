@@ -308,13 +308,15 @@ def numpy_normal_kl(q_mean, q_std, p_mean, p_std):
             - 0.5)
 
 
-@pytest.mark.parametrize("model_name, fixed_steps, pres_kl, temperature", [
-    ("air", None, "concrete", 1.0), ("air", None, "bernoulli", 1.0),
-    ("dair", None, "concrete", 0.7), ("dair", None, "bernoulli", 1.0), ("air", 2, "concrete", 1.0)])
-def test_loss_is_bce_plus_closed_form_kls(model_name, fixed_steps, pres_kl, temperature):
+@pytest.mark.parametrize("model_name, fixed_steps, pres_kl, temperature, shared_scale", [
+    ("air", None, "concrete", 1.0, False), ("air", None, "bernoulli", 1.0, False),
+    ("dair", None, "concrete", 0.7, False), ("dair", None, "bernoulli", 1.0, True),
+    ("air", 2, "concrete", 1.0, False), ("air", None, "concrete", 1.0, True)])
+def test_loss_is_bce_plus_closed_form_kls(model_name, fixed_steps, pres_kl, temperature,
+                                          shared_scale):
     config = small_config(model=model_name, fixed_steps=fixed_steps, max_steps=3,
                           scale_prior_mean=-2.197, scale_prior_std=0.2, shift_prior_std=2.0,
-                          pres_kl=pres_kl, temperature=temperature)
+                          pres_kl=pres_kl, temperature=temperature, shared_scale=shared_scale)
     model = AIR(config, image_shape=(12, 10, 3), seed=2)
     images = random_images((6, 12, 10, 3), seed=9)
     noise = model.draw_noise(6)
@@ -329,6 +331,9 @@ def test_loss_is_bce_plus_closed_form_kls(model_name, fixed_steps, pres_kl, temp
     if fixed_steps is not None:
         np.testing.assert_array_equal(inferred["z_pres"], 1.0)
         np.testing.assert_array_equal(alive, 1.0)
+    if shared_scale:   # one scale s = w = h, one KL (the original aakhundov AIR)
+        assert inferred["scale_mean"].shape == (6, 3, 1)
+        np.testing.assert_array_equal(inferred["scale"][..., 0], inferred["scale"][..., 1])
     kl_scale = numpy_normal_kl(inferred["scale_mean"], inferred["scale_std"], -2.197, 0.2)
     kl_shift = numpy_normal_kl(inferred["shift_mean"], inferred["shift_std"], 0.0, 2.0)
     kl_what = numpy_normal_kl(inferred["what_mean"], inferred["what_std"], 0.0, 1.0)
