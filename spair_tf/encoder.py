@@ -203,9 +203,18 @@ class CellEncoder(keras.layers.Layer):
             outputs = tf.tensor_scatter_nd_update(outputs, ids[:, None], cell["packed"])
             return t + 1, grid, outputs
 
+        # A static trip count where the grid is static lets XLA compile the loop and its
+        # gradient (which needs a bounded accumulator).
+        static_h, static_w = features.shape[1], features.shape[2]
+        n_steps = None
+        if static_h is not None and static_w is not None:
+            n_steps = (1 if not c.lateral else
+                       2 * (static_h - 1) + static_w if schedule == "wavefront" else
+                       static_h * static_w)
         _, _, outputs = tf.while_loop(
             lambda t, *_: t < tf.shape(table)[0], body,
-            (tf.constant(0), grid, outputs), parallel_iterations=1)
+            (tf.constant(0), grid, outputs), parallel_iterations=1,
+            maximum_iterations=n_steps)
 
         outputs = tf.transpose(tf.reshape(outputs[:n_cells], [grid_h, grid_w, batch, -1]),
                                [2, 0, 1, 3])                         # [B, H, W, D]

@@ -154,6 +154,10 @@ class Trainer:
         self.best_manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(self._write_dir, "best"), max_to_keep=1)
         self._restored = False
+        # The loss and its gradient in one XLA cluster where config.xla (TrainConfig); the
+        # all-reduce, clipping, noise and Adam around it stay ordinary TF ops.
+        self._loss_and_grads = tf.function(self._replica_loss_and_grads,
+                                           jit_compile=config.xla)
         self._compute_update = tf.function(self._distributed_update)
         self._apply_update = tf.function(self._distributed_apply)
         self._from_chief = tf.function(self._broadcast_from_chief)
@@ -205,10 +209,7 @@ class Trainer:
         """
         config, variables = self.config, self.model.trainable_variables
         n_replicas = self.strategy.num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            loss, terms = self.model.compute_loss(images, self.step, training=True)
-            scaled = loss / tf.cast(n_replicas, loss.dtype)
-        grads = tape.gradient(scaled, variables)
+        loss, terms, grads = self._loss_and_grads(images, tf.identity(self.step))
         # A variable the loss does not reach gets a zero update (Adam leaves it unchanged).
         grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
                  for g, v in zip(grads, variables)]
@@ -222,6 +223,14 @@ class Trainer:
         if config.gradient_noise:
             grads = schedules.add_gradient_noise(grads, self.step, seed=config.seed)
         return grads, {**terms, "grad_norm": grad_norm}
+
+    def _replica_loss_and_grads(self, images, step):
+        """(loss, terms, gradient of loss / replicas): the part XLA compiles (config.xla)."""
+        n_replicas = self.strategy.num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            loss, terms = self.model.compute_loss(images, step, training=True)
+            scaled = loss / tf.cast(n_replicas, loss.dtype)
+        return loss, terms, tape.gradient(scaled, self.model.trainable_variables)
 
     def _distributed_update(self, images):
         """strategy.run of _replica_update: (per-replica grads, the loss terms)."""
