@@ -286,7 +286,6 @@ def flop_terms(model, batch, height, width):
     Returns:
       A list of FlopTerm (module docstring: what is counted and how).
     """
-    from spair_tf import encoder as encoder_lib
     from spair_tf import glimpse
 
     c = model.config
@@ -310,11 +309,11 @@ def flop_terms(model, batch, height, width):
     enc = model.encoder
     for net in (enc.box_net, enc.object_encoder, enc.depth_net, enc.pres_net):
         terms += _dense_terms("encoder", net, rows, executed)
-    # Glimpse (§1.5, encoder.cell_glimpses): G_y·window then ·G_xᵀ over a window of
-    # min(n, 7 cells) px per axis; the first einsum's other operand is the image.
+    # Glimpse (§1.5, glimpse.cell_glimpses): G_y·window then ·G_xᵀ over a window of
+    # min(n, 2·cell_window + 1 cells) px per axis; the first einsum's other operand is the image.
     size, channels = c.object_size, 3
-    window_h = min(height, encoder_lib.WINDOW_CELLS * c.cell_size)
-    window_w = min(width, encoder_lib.WINDOW_CELLS * c.cell_size)
+    span = (2 * glimpse.cell_window(c.cell_size, c.anchor_size, size) + 1) * c.cell_size
+    window_h, window_w = min(height, span), min(width, span)
     per_cell = size * window_h * window_w * channels
     terms.append(FlopTerm("encoder", "glimpse/rows", rows * per_cell, 1, executed * per_cell))
     per_cell = size * size * window_w * channels
@@ -639,7 +638,7 @@ def profile_train_step(trainer, images, repeats=5, number=3, rate=None, trace_st
     """
     import tensorflow as tf
 
-    from spair_tf import encoder as encoder_lib
+    from spair_tf import glimpse as glimpse_lib
     from spair_tf import renderer
     from spair_tf import schedules
     from spair_tf.model import SPAIR
@@ -731,7 +730,7 @@ def profile_train_step(trainer, images, repeats=5, number=3, rate=None, trace_st
             glimpse_flops["forward"] += t.forward_flops
             glimpse_flops["backward"] += t.backward_flops
     piece("diagnostic: all glimpses in one call",
-          lambda centre, size, x: encoder_lib.cell_glimpses(
+          lambda centre, size, x: glimpse_lib.cell_glimpses(
               x, centre, size, rows_, cols_, c.object_size, c.cell_size),
           (pixel[..., :2], pixel[..., 2:], images), [], 2, glimpse_flops)
     enc = model.encoder

@@ -21,11 +21,6 @@ from spair_tf.config import SpairConfig
 from spair_tf.networks import mlp
 
 
-# A glimpse's source rows for cell i lie in [12i − 31, 12i + 43] (centre within
-# [−0.5, 1.5] cells, height ≤ 48 px, one bilinear tap more), so a 7-cell window starting
-# 3 cells above the cell always contains them (§1.5, design note of §1.7).
-WINDOW_CELLS_BEFORE = 3
-WINDOW_CELLS = 7
 
 
 # --------------------------------------------------------------------------------------
@@ -52,52 +47,6 @@ def raster_schedule(grid_h, grid_w):
 def parallel_schedule(grid_h, grid_w):
     """All cells at once: valid only without lateral connections. [1, H·W]."""
     return tf.range(grid_h * grid_w)[None, :]
-
-
-def cell_glimpses(images, centre, size, rows, cols, object_size, cell_size=12):
-    """Bilinear glimpses of the boxes of the given cells (SPAIR_SPEC §1.5), windowed.
-
-    The align-corners mapping of §1.5: output grid u = linspace(−1, 1, object_size);
-    source y = (H_img − 1)/H_img · (centre_y + height·u/2), clamped to the image. Only a
-    7×7-cell window around each cell is read, so the cost per cell is independent of the
-    image size (inference stays linear in image area).
-
-    Args:
-      images: [B, H_img, W_img, C].
-      centre, size: [n, B, 2] box centre and size (y, x) in pixels.
-      rows, cols: [n] grid row and column of each cell.
-    Returns:
-      [n, B, object_size, object_size, C].
-    """
-    shape = tf.shape(images)
-    extent = tf.cast(shape[1:3], centre.dtype)                       # [2]: H_img, W_img
-    u = tf.linspace(tf.constant(-1.0, centre.dtype), 1.0, object_size)
-    source = ((extent - 1.0) / extent)[None, None, :, None] * (
-        centre[..., None] + 0.5 * size[..., None] * u)               # [n, B, 2, S]
-    source = tf.clip_by_value(source, 0.0, (extent - 1.0)[None, None, :, None])
-
-    # The window is static: the image's side if known and smaller, else 7 cells (indices
-    # past the image are clamped, replicating its edge, which the clamped taps never read).
-    window = [min(n, WINDOW_CELLS * cell_size) if n is not None else WINDOW_CELLS * cell_size
-              for n in images.shape[1:3]]
-    offset = tf.where(shape[1:3] > tf.constant(window),
-                      (tf.stack([rows, cols], axis=-1) - WINDOW_CELLS_BEFORE) * cell_size,
-                      0)                                             # [n, 2]
-    local = source - tf.cast(offset, source.dtype)[:, None, :, None]
-    weights_y = glimpse_lib.interpolation_matrix(local[:, :, 0], window[0], outside="zero")
-    weights_x = glimpse_lib.interpolation_matrix(local[:, :, 1], window[1], outside="zero")
-    # weights_y: [n, B, S, window_h]; weights_x: [n, B, S, window_w]
-
-    row_ids = tf.clip_by_value(offset[:, :1] + tf.range(window[0])[None], 0, shape[1] - 1)
-    col_ids = tf.clip_by_value(offset[:, 1:] + tf.range(window[1])[None], 0, shape[2] - 1)
-    ids = tf.stack(tf.meshgrid(tf.range(tf.shape(rows)[0]), tf.range(window[0]),
-                               tf.range(window[1]), indexing="ij"), axis=-1)
-    ids = tf.stack([tf.gather(row_ids, ids[..., 1], batch_dims=1),
-                    tf.gather(col_ids, ids[..., 2], batch_dims=1)], axis=-1)
-    # Pixels of every window, batch last so one gather serves the whole batch.
-    windows = tf.gather_nd(tf.transpose(images, [1, 2, 0, 3]), ids)  # [n, wh, ww, B, C]
-    rows_sampled = tf.einsum("nbyh,nhwbc->nbywc", weights_y, windows)
-    return tf.einsum("nbywc,nbxw->nbyxc", rows_sampled, weights_x)
 
 
 class CellEncoder(keras.layers.Layer):
@@ -259,7 +208,7 @@ class CellEncoder(keras.layers.Layer):
         cell_ij = tf.cast(tf.stack([i, j], -1), box.dtype)[:, None]  # [n, 1, 2]
         centre = c.cell_size * (cell_ij + unflat(box[:, :2]))        # [n, B, 2] pixels
         size = c.anchor_size * unflat(box[:, 2:])
-        glimpses = cell_glimpses(images, centre, size, i, j, c.object_size, c.cell_size)
+        glimpses = glimpse_lib.cell_glimpses(images, centre, size, i, j, c.object_size, c.cell_size)
         what_out = self.object_encoder(tf.reshape(glimpses, [n * batch, -1]))
         what_mean, what_raw_std = what_out[:, :c.n_what], what_out[:, c.n_what:]
         what_std = latents.std_from_raw(what_raw_std)

@@ -102,7 +102,7 @@ def extract_glimpses(images, boxes, glimpse_size=(14, 14)):
     sample (m, n) reads the image at y = (H − 1)·(cy + h·u_m/2), x = (W − 1)·(cx + w·u_n/2),
     u = linspace(−1, 1, ·), coordinates clamped to the image (edge pixels replicate).
     Gradients flow to the images and to the boxes. Cost O(K·gh·H·W·C) per image: for
-    SPAIR's per-cell boxes on large images use `extract_cell_glimpses` (linear in area).
+    SPAIR's per-cell boxes on large images use `cell_glimpses` (linear in area).
 
     Args:
       images: [B, H, W, C] float.
@@ -203,84 +203,55 @@ def cell_window(cell_size: int = 12, anchor_size: float = 48.0, object_size: int
     return max(0, math.ceil(max(before, after) / cell_size))
 
 
-def extract_cell_glimpses(images, boxes, glimpse_size=(14, 14), cell_size: int = 12,
-                          window: int | None = None):
-    """`extract_glimpses` for one box per grid cell, in time and memory linear in image area.
+def cell_glimpses(images, centre, size, rows, cols, object_size: int = 14, cell_size: int = 12,
+                  anchor_size: float = 48.0):
+    """Bilinear glimpses of the boxes of the given cells (SPAIR_SPEC §1.5), windowed.
 
-    Same sampling as `extract_glimpses` (SPAIR_SPEC §1.5), but the box of cell (i, j) is only
-    looked up in the rows and columns of its window, cells i − window … i + window (the
-    §1.7 scaling requirement: SPAIR's inference on large images). The image is cut into
-    cell_size × cell_size blocks; for each of the (2·window + 1)² block offsets (d_y, d_x),
-    the rows / columns of G_y, G_x that fall on block (i + d_y, j + d_x) contract that
-    shifted block grid, and the results are summed.
-
-    Boxes that leave their window cannot come from the model (centre within [−0.5, 1.5]
-    cells, size ≤ 48 px); for such a box the samples outside the window read 0 (truncated),
-    where `extract_glimpses` would read the image.
+    The align-corners mapping of §1.5: output grid u = linspace(−1, 1, object_size);
+    source y = (H_img − 1)/H_img · (centre_y + height·u/2), clamped to the image. Only a
+    window of `cell_window` cells on each side of the cell is read (7×7 cells for SPAIR: a
+    glimpse's source rows for cell i lie in [12i − 31, 12i + 43]), so the cost per cell is
+    independent of the image size (inference stays linear in image area). SPAIR's encoder
+    (§1.2) calls it for the cells of one wavefront step; `extract_glimpses` is the
+    full-image reference it is tested against.
 
     Args:
-      images: [B, H, W, C]; H, W static.
-      boxes: [B, Hc, Wc, 4] (center_y, center_x, height, width) fractions of H and W, with
-        Hc = ceil(H / cell_size), Wc = ceil(W / cell_size).
-      glimpse_size: (gh, gw).
-      cell_size: pixels per cell (12).
-      window: cells on each side; None → `cell_window(cell_size)` (3 for SPAIR).
-
+      images: [B, H_img, W_img, C].
+      centre, size: [n, B, 2] box centre and size (y, x) in pixels.
+      rows, cols: [n] grid row and column of each cell.
+      object_size: glimpse side S (14); cell_size: px per cell (12); anchor_size: the
+        largest box side in px (48), which sets the window.
     Returns:
-      glimpses [B, Hc, Wc, gh, gw, C].
+      [n, B, object_size, object_size, C].
     """
-    images = _check_images(images)
-    gh, gw = _check_size("glimpse_size", glimpse_size)
-    n_height, n_width = images.shape[1], images.shape[2]
-    if n_height is None or n_width is None:
-        raise ValueError(f"images has shape {images.shape}: H and W must be static.")
-    n = cell_window(cell_size) if window is None else int(window)
-    if n < 0:
-        raise ValueError(f"window={window}: expected a number of cells >= 0.")
-    c = int(cell_size)
-    grid_h, grid_w = -(-n_height // c), -(-n_width // c)
-    center_y, center_x, height, width = _split_boxes(boxes, images.dtype)  # [B, Hc, Wc]
-    if tuple(center_y.shape[1:]) != (grid_h, grid_w):
-        raise ValueError(
-            f"boxes has shape {tuple(center_y.shape) + (4,)}: an image of "
-            f"{n_height}×{n_width} px has a grid of ceil(H/{c}) × ceil(W/{c}) = "
-            f"{grid_h}×{grid_w} cells; pass [B, {grid_h}, {grid_w}, 4].")
-    span = (2 * n + 1) * c  # window length in px
+    shape = tf.shape(images)
+    extent = tf.cast(shape[1:3], centre.dtype)                       # [2]: H_img, W_img
+    u = tf.linspace(tf.constant(-1.0, centre.dtype), 1.0, object_size)
+    source = ((extent - 1.0) / extent)[None, None, :, None] * (
+        centre[..., None] + 0.5 * size[..., None] * u)               # [n, B, 2, S]
+    source = tf.clip_by_value(source, 0.0, (extent - 1.0)[None, None, :, None])
 
-    def window_matrix(center, size, n_image, n_glimpse, axis):
-        # Clamp in image coordinates, then shift to the window of the box's cell.
-        source = tf.clip_by_value(
-            glimpse_coordinates(center, size, n_image, n_glimpse), 0.0, n_image - 1.0)
-        cell = tf.range(grid_h if axis == 0 else grid_w, dtype=images.dtype)
-        cell = cell[:, None, None] if axis == 0 else cell[None, :, None]  # broadcast [Hc|Wc]
-        return interpolation_matrix(source - (cell - n) * c, span, "zero")
+    # The window is static: the image's side if known and smaller, else the 2·reach + 1
+    # cells around the cell (indices past the image are clamped, replicating its edge, which
+    # the clamped taps never read).
+    reach = cell_window(cell_size, anchor_size, object_size)         # 3 cells for SPAIR
+    span = (2 * reach + 1) * cell_size                               # 84 px
+    window = [min(n, span) if n is not None else span for n in images.shape[1:3]]
+    offset = tf.where(shape[1:3] > tf.constant(window),
+                      (tf.stack([rows, cols], axis=-1) - reach) * cell_size,
+                      0)                                             # [n, 2]
+    local = source - tf.cast(offset, source.dtype)[:, None, :, None]
+    weights_y = interpolation_matrix(local[:, :, 0], window[0], outside="zero")
+    weights_x = interpolation_matrix(local[:, :, 1], window[1], outside="zero")
+    # weights_y: [n, B, S, window_h]; weights_x: [n, B, S, window_w]
 
-    g_y = window_matrix(center_y, height, n_height, gh, 0)  # [B, Hc, Wc, gh, span]
-    g_x = window_matrix(center_x, width, n_width, gw, 1)  # [B, Hc, Wc, gw, span]
-    # The image, zero-padded at the bottom/right to whole cells, as a grid of blocks.
-    padded = tf.pad(images, [[0, 0], [0, grid_h * c - n_height], [0, grid_w * c - n_width],
-                             [0, 0]])
-    blocks = tf.reshape(padded, [-1, grid_h, c, grid_w, c, tf.shape(images)[-1]])
-    # blocks [B, Hc, c, Wc, c, C]
-    glimpses = 0.0
-    for d_x in range(-n, n + 1):
-        # Cells j whose window column j + d_x is inside the grid (the rest reads nothing).
-        j_lo, j_hi = max(0, -d_x), min(grid_w, grid_w - d_x)
-        if j_lo >= j_hi:
-            continue
-        g_x_block = g_x[:, :, j_lo:j_hi, :, (d_x + n) * c:(d_x + n + 1) * c]  # [B, Hc, nj, gw, c]
-        for d_y in range(-n, n + 1):
-            i_lo, i_hi = max(0, -d_y), min(grid_h, grid_h - d_y)
-            if i_lo >= i_hi:
-                continue
-            g_y_block = g_y[:, i_lo:i_hi, j_lo:j_hi, :, (d_y + n) * c:(d_y + n + 1) * c]
-            # Sequence the blocks so a graph executor never holds all (2n+1)² at once.
-            with tf.control_dependencies(
-                    [glimpses] if isinstance(glimpses, tf.Tensor) else []):
-                block = blocks[:, i_lo + d_y:i_hi + d_y, :, j_lo + d_x:j_hi + d_x]
-            # g_y_block [B, ni, nj, gh, c]; block [B, ni, c, nj, c, C]: cell (i+d_y, j+d_x)
-            rows = tf.einsum("bijyr,birjsc->bijysc", g_y_block, block)  # [B, ni, nj, gh, c, C]
-            term = tf.einsum("bijysc,bijxs->bijyxc", rows, g_x_block[:, i_lo:i_hi])
-            glimpses += tf.pad(term, [[0, 0], [i_lo, grid_h - i_hi], [j_lo, grid_w - j_hi],
-                                      [0, 0], [0, 0], [0, 0]])  # [B, Hc, Wc, gh, gw, C]
-    return glimpses
+    row_ids = tf.clip_by_value(offset[:, :1] + tf.range(window[0])[None], 0, shape[1] - 1)
+    col_ids = tf.clip_by_value(offset[:, 1:] + tf.range(window[1])[None], 0, shape[2] - 1)
+    ids = tf.stack(tf.meshgrid(tf.range(tf.shape(rows)[0]), tf.range(window[0]),
+                               tf.range(window[1]), indexing="ij"), axis=-1)
+    ids = tf.stack([tf.gather(row_ids, ids[..., 1], batch_dims=1),
+                    tf.gather(col_ids, ids[..., 2], batch_dims=1)], axis=-1)
+    # Pixels of every window, batch last so one gather serves the whole batch.
+    windows = tf.gather_nd(tf.transpose(images, [1, 2, 0, 3]), ids)  # [n, wh, ww, B, C]
+    rows_sampled = tf.einsum("nbyh,nhwbc->nbywc", weights_y, windows)
+    return tf.einsum("nbywc,nbxw->nbyxc", rows_sampled, weights_x)

@@ -7,8 +7,8 @@ import tensorflow as tf
 from spair_tf import glimpse
 from spair_tf.backbone import Backbone
 from spair_tf.config import SpairConfig
-from spair_tf.encoder import (CellEncoder, cell_glimpses, raster_schedule,
-                              wavefront_schedule)
+from spair_tf.encoder import CellEncoder, raster_schedule, wavefront_schedule
+from spair_tf.glimpse import cell_glimpses
 
 
 @pytest.mark.parametrize("grid", [(1, 1), (1, 5), (4, 4), (5, 3), (7, 7), (3, 8)])

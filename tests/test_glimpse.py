@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from spair_tf.glimpse import (extract_cell_glimpses, extract_glimpses, interpolation_matrix,
+from spair_tf.glimpse import (cell_glimpses, extract_glimpses, interpolation_matrix,
                               place_glimpses)
 
 
@@ -250,20 +250,35 @@ def spair_boxes(rng, height, width, batch=2, offset_range=(-0.5, 1.5), size_rang
     return np.stack([cy / height, cx / width, h / height, w / width], axis=-1)
 
 
+def cell_arguments(boxes, height, width):
+    """spair_boxes [B, Hc, Wc, 4] fractions → cell_glimpses' (centre, size, rows, cols)."""
+    batch, grid_h, grid_w = boxes.shape[:3]
+    extent = np.array([height, width], np.float64)
+    flat = np.transpose(boxes, (1, 2, 0, 3)).reshape(grid_h * grid_w, batch, 4)  # [n, B, 4]
+    rows, cols = np.divmod(np.arange(grid_h * grid_w), grid_w)
+    return (flat[..., :2] * extent, flat[..., 2:] * extent,
+            tf.constant(rows, tf.int32), tf.constant(cols, tf.int32))
+
+
 @pytest.mark.parametrize("height,width,kwargs", [
     (50, 38, {}),
     (84, 84, {}),
+    (130, 100, {}),
     (37, 61, dict(offset_range=(-0.5, -0.4999), size_range=(1.0, 1.0))),
     (37, 61, dict(offset_range=(1.4999, 1.5), size_range=(1.0, 1.0))),
+    (130, 100, dict(offset_range=(-0.5, -0.4999), size_range=(1.0, 1.0))),
+    (130, 100, dict(offset_range=(1.4999, 1.5), size_range=(1.0, 1.0))),
 ])
-def test_extract_cell_glimpses_equals_extract_glimpses(height, width, kwargs):
+def test_cell_glimpses_equal_naive_full_image_glimpses(height, width, kwargs):
+    """The windowed per-cell sampler reads what the full-image reference reads (§1.5)."""
     rng = np.random.default_rng(height * width)
     images = rng.uniform(size=(2, height, width, 3))
     boxes = spair_boxes(rng, height, width, **kwargs)
-    expected = naive_extract(images, boxes.reshape(2, -1, 4), (14, 14)).reshape(
-        boxes.shape[:3] + (14, 14, 3))
-    np.testing.assert_allclose(extract_cell_glimpses(images, boxes).numpy(), expected,
-                               atol=1e-12)
+    expected = naive_extract(images, boxes.reshape(2, -1, 4), (14, 14))    # [B, n, ...]
+    centre, size, rows, cols = cell_arguments(boxes, height, width)
+    got = cell_glimpses(tf.constant(images), tf.constant(centre), tf.constant(size),
+                        rows, cols, 14).numpy()                            # [n, B, ...]
+    np.testing.assert_allclose(np.transpose(got, (1, 0, 2, 3, 4)), expected, atol=1e-12)
 
 
 def test_glimpse_ops_compile_with_xla():
@@ -272,12 +287,15 @@ def test_glimpse_ops_compile_with_xla():
     boxes = spair_boxes(rng, 50, 38, batch=1).astype(np.float32)
     flat = boxes.reshape(1, -1, 4)
     extract = tf.function(extract_glimpses, jit_compile=True)
-    windowed = tf.function(extract_cell_glimpses, jit_compile=True)
+    windowed = tf.function(lambda x, c, s, i, j: cell_glimpses(x, c, s, i, j, 14),
+                           jit_compile=True)
     place = tf.function(lambda g, b: place_glimpses(g, b, (50, 38)), jit_compile=True)
     glimpses = extract(images, flat).numpy()
     np.testing.assert_allclose(glimpses, naive_extract(images, flat, (14, 14)), atol=1e-5)
-    np.testing.assert_allclose(windowed(images, boxes).numpy().reshape(glimpses.shape),
-                               glimpses, atol=1e-5)
+    centre, size, rows, cols = cell_arguments(boxes, 50, 38)
+    got = windowed(images, centre.astype(np.float32), size.astype(np.float32), rows, cols)
+    np.testing.assert_allclose(np.transpose(got.numpy(), (1, 0, 2, 3, 4)), glimpses,
+                               atol=1e-5)
     np.testing.assert_allclose(place(glimpses[:, :3], flat[:, :3]).numpy(),
                                naive_place(glimpses[:, :3], flat[:, :3], (50, 38)), atol=1e-5)
 
@@ -292,5 +310,3 @@ def test_bad_inputs_raise_clear_errors():
         extract_glimpses(images, np.zeros((1, 2, 4)), (0, 14))
     with pytest.raises(ValueError, match="image_size"):
         place_glimpses(np.zeros((1, 2, 14, 14, 3)), np.zeros((1, 2, 4)), (24,))
-    with pytest.raises(ValueError, match="grid"):
-        extract_cell_glimpses(images, np.zeros((1, 3, 2, 4)))
