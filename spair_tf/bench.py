@@ -731,7 +731,8 @@ def profile_train_step(trainer, images, repeats=5, number=3, rate=None, trace_st
             glimpse_flops["backward"] += t.backward_flops
     piece("diagnostic: all glimpses in one call",
           lambda centre, size, x: glimpse_lib.cell_glimpses(
-              x, centre, size, rows_, cols_, c.object_size, c.cell_size),
+              glimpse_lib.batch_last(x), centre, size, rows_, cols_, c.object_size,
+              c.cell_size),
           (pixel[..., :2], pixel[..., 2:], images), [], 2, glimpse_flops)
     enc = model.encoder
     rows = batch_size * n_cells

@@ -49,6 +49,44 @@ def parallel_schedule(grid_h, grid_w):
     return tf.range(grid_h * grid_w)[None, :]
 
 
+def neighbour_sources(table, grid_h, grid_w):
+    """Where each scheduled cell finds its four neighbours' object vectors (§1.2).
+
+    The neighbours of cell (i, j) are (i−1, j−1), (i−1, j), (i−1, j+1), (i, j−1), each
+    visited some lag ≥ 1 steps earlier; K is the largest lag in the schedule (3 for the
+    wavefront). With the object vectors of the last K steps kept newest first and flattened
+    to [K·n, B, V], followed by the edge element at row K·n, neighbour (lag, slot) is row
+    (lag − 1)·n + slot, and a neighbour outside the grid (or an unused slot) is row K·n.
+
+    Args:
+      table: int32 [T, n] schedule (flat ids i·W + j; H·W marks an unused slot).
+      grid_h, grid_w: the grid size.
+    Returns:
+      sources: int32 [T, n, 4] rows as above;
+      positions: int32 [H·W], position t·n + slot of each cell in the schedule;
+      depth: int32 scalar K (≥ 1).
+    """
+    n_steps, n_slots = tf.shape(table)[0], tf.shape(table)[1]
+    n_cells = grid_h * grid_w
+    flat = tf.reshape(table, [-1])                                   # [T·n]
+    used = flat < n_cells
+    positions = tf.scatter_nd(tf.boolean_mask(flat, used)[:, None],
+                              tf.boolean_mask(tf.range(n_steps * n_slots), used),
+                              [n_cells])                             # [N]
+    i, j = flat // grid_w, flat % grid_w
+    rows = tf.stack([i - 1, i - 1, i - 1, i], -1)                   # [T·n, 4]
+    cols = tf.stack([j - 1, j, j + 1, j - 1], -1)
+    inside = ((rows >= 0) & (cols >= 0) & (cols < grid_w) & used[:, None])
+    neighbour = tf.where(inside, rows * grid_w + cols, 0)
+    where = tf.gather(positions, neighbour)                          # [T·n, 4]
+    step = tf.range(n_steps * n_slots)[:, None] // n_slots
+    lag = step - where // n_slots
+    inside &= lag > 0      # a neighbour in the same step (no lateral order) is not read
+    depth = tf.maximum(1, tf.reduce_max(tf.where(inside, lag, 0)))
+    sources = tf.where(inside, (lag - 1) * n_slots + where % n_slots, depth * n_slots)
+    return tf.reshape(sources, [n_steps, n_slots, 4]), positions, depth
+
+
 class CellEncoder(keras.layers.Layer):
     """The per-cell networks of §1.2 and the loop that applies them cell by cell.
 
@@ -127,45 +165,54 @@ class CellEncoder(keras.layers.Layer):
         cell_inputs = {"features": cells_first(features),
                        **{name: cells_first(v) for name, v in noise.items()}}
 
-        # The object-vector grid, padded by one row above and a column either side, all
-        # initialised to the edge element; interior cells are overwritten as visited and
-        # only read after they are (their neighbours come earlier in every schedule).
-        padded_w = grid_w + 2
-        n_padded = (grid_h + 1) * padded_w
-        grid = tf.tile(tf.cast(self.edge_vector(), dtype)[None, None],
-                       [n_padded + 1, batch, 1])                     # [P + 1, B, V]
-        outputs = tf.zeros([n_cells + 1, batch, self.n_outputs], dtype)
-
-        def body(t, grid, outputs):
-            ids = table[t]                                           # [n]
-            n = tf.shape(ids)[0]
-            valid = ids < n_cells
-            i, j = ids // grid_w, ids % grid_w
-            inputs = {k: tf.gather(v, ids) for k, v in cell_inputs.items()}  # [n, B, d]
-            neighbours = tf.stack([i * padded_w + j, i * padded_w + j + 1,
-                                   i * padded_w + j + 2, (i + 1) * padded_w + j], axis=-1)
-            context = tf.gather(grid, neighbours)                    # [n, 4, B, V]
-            context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]), [n, batch, -1])
-            cell = self._encode_cells(images, inputs, context, i, j, step, hard_pres)
-            own = tf.where(valid, (i + 1) * padded_w + j + 1, n_padded)
-            grid = tf.tensor_scatter_nd_update(grid, own[:, None], cell["object_vector"])
-            outputs = tf.tensor_scatter_nd_update(outputs, ids[:, None], cell["packed"])
-            return t + 1, grid, outputs
+        # Each step reads its cells' neighbours from the object vectors of the last K steps
+        # (a [K, n, B, V] history, newest first) or the edge element, through a table
+        # precomputed from the schedule; each step's outputs go to a TensorArray, put in
+        # cell order once after the loop. Per step this costs O(n·B), not O(H·W·B): the
+        # loop is linear in image area (a scatter into a full grid copies it every step).
+        pixels = glimpse_lib.batch_last(images)                      # [H_img, W_img, B, 3]
+        sources, positions, depth = neighbour_sources(table, grid_h, grid_w)
+        if not c.lateral:  # every cell in the one step; no lags to keep
+            depth = tf.constant(1)
+        n_slots = tf.shape(table)[1]
+        n_vector = c.n_object_vector
+        edge = tf.tile(tf.cast(self.edge_vector(), dtype)[None, None], [1, batch, 1])
+        history = tf.zeros([depth, n_slots, batch, n_vector], dtype)  # [K, n, B, V]
 
         # A static trip count where the grid is static lets XLA compile the loop and its
-        # gradient (which needs a bounded accumulator).
+        # gradient (which needs bounded accumulators).
         static_h, static_w = features.shape[1], features.shape[2]
         n_steps = None
         if static_h is not None and static_w is not None:
             n_steps = (1 if not c.lateral else
                        2 * (static_h - 1) + static_w if schedule == "wavefront" else
                        static_h * static_w)
-        _, _, outputs = tf.while_loop(
+        packed = tf.TensorArray(dtype, size=n_steps if n_steps else tf.shape(table)[0],
+                                element_shape=tf.TensorShape([None, None, self.n_outputs]))
+
+        def body(t, history, packed):
+            ids = table[t]                                           # [n]
+            i, j = ids // grid_w, ids % grid_w
+            inputs = {k: tf.gather(v, ids) for k, v in cell_inputs.items()}  # [n, B, d]
+            if c.lateral:
+                recent = tf.concat([tf.reshape(history, [-1, batch, n_vector]), edge], 0)
+                context = tf.gather(recent, sources[t])             # [n, 4, B, V]
+                context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]),
+                                     [n_slots, batch, -1])          # [n, B, 4V]
+            else:  # the ablation (§5.3): one step, no neighbours
+                context = tf.zeros([n_slots, batch, 0], dtype)
+            cell = self._encode_cells(pixels, inputs, context, i, j, step, hard_pres)
+            history = tf.concat([cell["object_vector"][None], history[:-1]], 0)
+            return t + 1, history, packed.write(t, cell["packed"])
+
+        _, _, packed = tf.while_loop(
             lambda t, *_: t < tf.shape(table)[0], body,
-            (tf.constant(0), grid, outputs), parallel_iterations=1,
+            (tf.constant(0), history, packed), parallel_iterations=1,
             maximum_iterations=n_steps)
 
-        outputs = tf.transpose(tf.reshape(outputs[:n_cells], [grid_h, grid_w, batch, -1]),
+        outputs = tf.gather(tf.reshape(packed.stack(), [-1, batch, self.n_outputs]),
+                            positions)                               # [N, B, D]
+        outputs = tf.transpose(tf.reshape(outputs, [grid_h, grid_w, batch, -1]),
                                [2, 0, 1, 3])                         # [B, H, W, D]
         return self._unpack(outputs)
 
@@ -185,8 +232,9 @@ class CellEncoder(keras.layers.Layer):
         names, sizes = zip(*self._fields())
         return dict(zip(names, tf.split(packed, sizes, axis=-1)))
 
-    def _encode_cells(self, images, inputs, context, i, j, step, hard_pres):
-        """One wavefront step: the four networks for n cells. Tensors are [n, B, d]."""
+    def _encode_cells(self, pixels, inputs, context, i, j, step, hard_pres):
+        """One wavefront step: the four networks for n cells. Tensors are [n, B, d];
+        pixels [H_img, W_img, B, 3] (glimpse.batch_last of the images)."""
         c = self.config
         wheels = c.training_wheels_steps
         n, batch = tf.shape(context)[0], tf.shape(context)[1]
@@ -208,7 +256,8 @@ class CellEncoder(keras.layers.Layer):
         cell_ij = tf.cast(tf.stack([i, j], -1), box.dtype)[:, None]  # [n, 1, 2]
         centre = c.cell_size * (cell_ij + unflat(box[:, :2]))        # [n, B, 2] pixels
         size = c.anchor_size * unflat(box[:, 2:])
-        glimpses = glimpse_lib.cell_glimpses(images, centre, size, i, j, c.object_size, c.cell_size)
+        glimpses = glimpse_lib.cell_glimpses(pixels, centre, size, i, j, c.object_size,
+                                             c.cell_size)
         what_out = self.object_encoder(tf.reshape(glimpses, [n * batch, -1]))
         what_mean, what_raw_std = what_out[:, :c.n_what], what_out[:, c.n_what:]
         what_std = latents.std_from_raw(what_raw_std)

@@ -203,7 +203,7 @@ def cell_window(cell_size: int = 12, anchor_size: float = 48.0, object_size: int
     return max(0, math.ceil(max(before, after) / cell_size))
 
 
-def cell_glimpses(images, centre, size, rows, cols, object_size: int = 14, cell_size: int = 12,
+def cell_glimpses(pixels, centre, size, rows, cols, object_size: int = 14, cell_size: int = 12,
                   anchor_size: float = 48.0):
     """Bilinear glimpses of the boxes of the given cells (SPAIR_SPEC §1.5), windowed.
 
@@ -216,7 +216,9 @@ def cell_glimpses(images, centre, size, rows, cols, object_size: int = 14, cell_
     full-image reference it is tested against.
 
     Args:
-      images: [B, H_img, W_img, C].
+      pixels: [H_img, W_img, B, C]: the images with the batch axis after the pixel axes
+        (`batch_last(images)`, done once per pass), so one gather reads a window for the
+        whole batch; transposing inside would copy the whole image for every call.
       centre, size: [n, B, 2] box centre and size (y, x) in pixels.
       rows, cols: [n] grid row and column of each cell.
       object_size: glimpse side S (14); cell_size: px per cell (12); anchor_size: the
@@ -224,8 +226,8 @@ def cell_glimpses(images, centre, size, rows, cols, object_size: int = 14, cell_
     Returns:
       [n, B, object_size, object_size, C].
     """
-    shape = tf.shape(images)
-    extent = tf.cast(shape[1:3], centre.dtype)                       # [2]: H_img, W_img
+    shape = tf.shape(pixels)
+    extent = tf.cast(shape[0:2], centre.dtype)                       # [2]: H_img, W_img
     u = tf.linspace(tf.constant(-1.0, centre.dtype), 1.0, object_size)
     source = ((extent - 1.0) / extent)[None, None, :, None] * (
         centre[..., None] + 0.5 * size[..., None] * u)               # [n, B, 2, S]
@@ -236,8 +238,8 @@ def cell_glimpses(images, centre, size, rows, cols, object_size: int = 14, cell_
     # the clamped taps never read).
     reach = cell_window(cell_size, anchor_size, object_size)         # 3 cells for SPAIR
     span = (2 * reach + 1) * cell_size                               # 84 px
-    window = [min(n, span) if n is not None else span for n in images.shape[1:3]]
-    offset = tf.where(shape[1:3] > tf.constant(window),
+    window = [min(n, span) if n is not None else span for n in pixels.shape[0:2]]
+    offset = tf.where(shape[0:2] > tf.constant(window),
                       (tf.stack([rows, cols], axis=-1) - reach) * cell_size,
                       0)                                             # [n, 2]
     local = source - tf.cast(offset, source.dtype)[:, None, :, None]
@@ -245,13 +247,17 @@ def cell_glimpses(images, centre, size, rows, cols, object_size: int = 14, cell_
     weights_x = interpolation_matrix(local[:, :, 1], window[1], outside="zero")
     # weights_y: [n, B, S, window_h]; weights_x: [n, B, S, window_w]
 
-    row_ids = tf.clip_by_value(offset[:, :1] + tf.range(window[0])[None], 0, shape[1] - 1)
-    col_ids = tf.clip_by_value(offset[:, 1:] + tf.range(window[1])[None], 0, shape[2] - 1)
+    row_ids = tf.clip_by_value(offset[:, :1] + tf.range(window[0])[None], 0, shape[0] - 1)
+    col_ids = tf.clip_by_value(offset[:, 1:] + tf.range(window[1])[None], 0, shape[1] - 1)
     ids = tf.stack(tf.meshgrid(tf.range(tf.shape(rows)[0]), tf.range(window[0]),
                                tf.range(window[1]), indexing="ij"), axis=-1)
     ids = tf.stack([tf.gather(row_ids, ids[..., 1], batch_dims=1),
                     tf.gather(col_ids, ids[..., 2], batch_dims=1)], axis=-1)
-    # Pixels of every window, batch last so one gather serves the whole batch.
-    windows = tf.gather_nd(tf.transpose(images, [1, 2, 0, 3]), ids)  # [n, wh, ww, B, C]
+    windows = tf.gather_nd(pixels, ids)                              # [n, wh, ww, B, C]
     rows_sampled = tf.einsum("nbyh,nhwbc->nbywc", weights_y, windows)
     return tf.einsum("nbywc,nbxw->nbyxc", rows_sampled, weights_x)
+
+
+def batch_last(images):
+    """[B, H, W, C] → [H, W, B, C], the layout `cell_glimpses` reads."""
+    return tf.transpose(images, [1, 2, 0, 3])

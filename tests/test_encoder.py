@@ -7,7 +7,8 @@ import tensorflow as tf
 from spair_tf import glimpse
 from spair_tf.backbone import Backbone
 from spair_tf.config import SpairConfig
-from spair_tf.encoder import CellEncoder, raster_schedule, wavefront_schedule
+from spair_tf.encoder import (CellEncoder, neighbour_sources, parallel_schedule,
+                              raster_schedule, wavefront_schedule)
 from spair_tf.glimpse import cell_glimpses
 
 
@@ -27,6 +28,52 @@ def test_wavefront_schedule_visits_each_cell_once_after_its_neighbours(grid):
         for di, dj in [(-1, -1), (-1, 0), (-1, 1), (0, -1)]:
             if 0 <= i + di < h and 0 <= j + dj < w:
                 assert visited_at[(i + di) * w + j + dj] < t
+
+
+@pytest.mark.parametrize("grid", [(1, 1), (1, 5), (4, 4), (5, 3), (7, 7), (3, 8), (8, 2)])
+@pytest.mark.parametrize("schedule", [wavefront_schedule, raster_schedule])
+def test_neighbour_sources_read_each_neighbour_from_the_recent_history(grid, schedule):
+    """Replaying the loop's history of cell ids, each source row holds the right neighbour."""
+    h, w = grid
+    table = schedule(h, w).numpy()
+    sources, positions, depth = (x.numpy() for x in neighbour_sources(table, h, w))
+    n_steps, n_slots = table.shape
+    assert positions.tolist() == [int(np.flatnonzero(table.ravel() == c)[0])
+                                  for c in range(h * w)]
+    edge = -1
+    history = np.full((depth, n_slots), -2)          # ids written at the last K steps
+    for t in range(n_steps):
+        recent = np.concatenate([history.ravel(), [edge]])
+        for slot, cell in enumerate(table[t]):
+            if cell == h * w:
+                continue
+            i, j = divmod(cell, w)
+            for k, (di, dj) in enumerate([(-1, -1), (-1, 0), (-1, 1), (0, -1)]):
+                inside = 0 <= i + di < h and 0 <= j + dj < w
+                want = (i + di) * w + j + dj if inside else edge
+                assert recent[sources[t, slot, k]] == want, (t, slot, k)
+        history = np.concatenate([table[t][None], history[:-1]], 0)
+    if schedule is wavefront_schedule and h > 1 and w > 1:
+        assert depth == 3                            # (i − 1, j − 1) is three steps back
+
+
+def test_without_lateral_connections_each_cell_sees_only_itself():
+    """The ablation (§5.3): one parallel step, no cell depends on another's latents."""
+    tf.keras.utils.set_random_seed(3)
+    config = SpairConfig(n_what=6, encoder_units=(16,), hidden_units=(16,), n_features=8,
+                         backbone_filters=8, lateral=False)
+    images = tf.random.uniform((2, 48, 36, 3))
+    features = Backbone(8, 8)(images)
+    encoder = CellEncoder(config)
+    noise = _noise(features.shape[:3], config.n_what, seed=4)
+    step = tf.constant(5000, tf.int64)
+    out = encoder(images, features=features, noise=noise, step=step)
+    assert parallel_schedule(4, 3).shape == (1, 12)
+    changed_noise = {k: v.copy() for k, v in noise.items()}
+    changed_noise["what"][:, 1, 1] += 3.0
+    changed = encoder(images, features=features, noise=changed_noise, step=step)
+    moved = np.abs(changed["z_what"].numpy() - out["z_what"].numpy()).max(axis=(0, 3)) > 0
+    assert moved.tolist() == [[i == 1 and j == 1 for j in range(3)] for i in range(4)]
 
 
 def _noise(shape, n_what, seed):
@@ -77,7 +124,7 @@ def test_cell_glimpses_equal_full_image_glimpses():
         offsets = rng.uniform(-0.5, 1.5, size=(5, 2, 2))
         sizes = rng.uniform(1.0, 48.0, size=(5, 2, 2))
         centre = 12.0 * (np.stack([rows, cols], -1)[:, None] + offsets)   # [n, B, 2]
-        got = cell_glimpses(images, tf.constant(centre, tf.float32),
+        got = cell_glimpses(glimpse.batch_last(images), tf.constant(centre, tf.float32),
                             tf.constant(sizes, tf.float32), rows, cols, 14).numpy()
         extent = np.array(image_size, np.float64)
         boxes = np.concatenate([centre / extent, sizes / extent], -1)     # [n, B, 4]

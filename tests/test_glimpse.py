@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from spair_tf.glimpse import (cell_glimpses, extract_glimpses, interpolation_matrix,
+from spair_tf.glimpse import (batch_last, cell_glimpses, extract_glimpses, interpolation_matrix,
                               place_glimpses)
 
 
@@ -276,7 +276,7 @@ def test_cell_glimpses_equal_naive_full_image_glimpses(height, width, kwargs):
     boxes = spair_boxes(rng, height, width, **kwargs)
     expected = naive_extract(images, boxes.reshape(2, -1, 4), (14, 14))    # [B, n, ...]
     centre, size, rows, cols = cell_arguments(boxes, height, width)
-    got = cell_glimpses(tf.constant(images), tf.constant(centre), tf.constant(size),
+    got = cell_glimpses(batch_last(tf.constant(images)), tf.constant(centre), tf.constant(size),
                         rows, cols, 14).numpy()                            # [n, B, ...]
     np.testing.assert_allclose(np.transpose(got, (1, 0, 2, 3, 4)), expected, atol=1e-12)
 
@@ -287,7 +287,7 @@ def test_glimpse_ops_compile_with_xla():
     boxes = spair_boxes(rng, 50, 38, batch=1).astype(np.float32)
     flat = boxes.reshape(1, -1, 4)
     extract = tf.function(extract_glimpses, jit_compile=True)
-    windowed = tf.function(lambda x, c, s, i, j: cell_glimpses(x, c, s, i, j, 14),
+    windowed = tf.function(lambda x, c, s, i, j: cell_glimpses(batch_last(x), c, s, i, j, 14),
                            jit_compile=True)
     place = tf.function(lambda g, b: place_glimpses(g, b, (50, 38)), jit_compile=True)
     glimpses = extract(images, flat).numpy()
