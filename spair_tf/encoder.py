@@ -49,42 +49,49 @@ def parallel_schedule(grid_h, grid_w):
     return tf.range(grid_h * grid_w)[None, :]
 
 
-def neighbour_sources(table, grid_h, grid_w):
+def neighbour_sources(table, grid_h, grid_w, depth):
     """Where each scheduled cell finds its four neighbours' object vectors (§1.2).
 
     The neighbours of cell (i, j) are (i−1, j−1), (i−1, j), (i−1, j+1), (i, j−1), each
-    visited some lag ≥ 1 steps earlier; K is the largest lag in the schedule (3 for the
-    wavefront). With the object vectors of the last K steps kept newest first and flattened
-    to [K·n, B, V], followed by the edge element at row K·n, neighbour (lag, slot) is row
-    (lag − 1)·n + slot, and a neighbour outside the grid (or an unused slot) is row K·n.
+    visited some lag ≥ 1 steps earlier, at most `depth` = K steps (`schedule_depth`). With
+    the object vectors of the last K steps kept newest first and flattened to [K·n, B, V],
+    followed by the edge element at row K·n, neighbour (lag, slot) is row
+    (lag − 1)·n + slot, and a neighbour outside the grid (or of an unused slot) is row K·n.
 
     Args:
       table: int32 [T, n] schedule (flat ids i·W + j; H·W marks an unused slot).
       grid_h, grid_w: the grid size.
+      depth: K, a Python int (a static shape for XLA).
     Returns:
       sources: int32 [T, n, 4] rows as above;
-      positions: int32 [H·W], position t·n + slot of each cell in the schedule;
-      depth: int32 scalar K (≥ 1).
+      positions: int32 [H·W], position t·n + slot of each cell in the schedule.
     """
     n_steps, n_slots = tf.shape(table)[0], tf.shape(table)[1]
     n_cells = grid_h * grid_w
     flat = tf.reshape(table, [-1])                                   # [T·n]
     used = flat < n_cells
-    positions = tf.scatter_nd(tf.boolean_mask(flat, used)[:, None],
-                              tf.boolean_mask(tf.range(n_steps * n_slots), used),
-                              [n_cells])                             # [N]
+    # Unused slots all scatter to the extra row N, which is dropped.
+    positions = tf.scatter_nd(flat[:, None], tf.range(n_steps * n_slots),
+                              [n_cells + 1])[:n_cells]               # [N]
     i, j = flat // grid_w, flat % grid_w
     rows = tf.stack([i - 1, i - 1, i - 1, i], -1)                   # [T·n, 4]
     cols = tf.stack([j - 1, j, j + 1, j - 1], -1)
-    inside = ((rows >= 0) & (cols >= 0) & (cols < grid_w) & used[:, None])
+    inside = (rows >= 0) & (cols >= 0) & (cols < grid_w) & used[:, None]
     neighbour = tf.where(inside, rows * grid_w + cols, 0)
     where = tf.gather(positions, neighbour)                          # [T·n, 4]
     step = tf.range(n_steps * n_slots)[:, None] // n_slots
     lag = step - where // n_slots
     inside &= lag > 0      # a neighbour in the same step (no lateral order) is not read
-    depth = tf.maximum(1, tf.reduce_max(tf.where(inside, lag, 0)))
     sources = tf.where(inside, (lag - 1) * n_slots + where % n_slots, depth * n_slots)
-    return tf.reshape(sources, [n_steps, n_slots, 4]), positions, depth
+    return tf.reshape(sources, [n_steps, n_slots, 4]), positions
+
+
+def schedule_depth(schedule, grid_w):
+    """The largest lag between a cell and its neighbours: 3 steps for the wavefront
+    ((i−1, j−1) is at t − 3), W + 1 for raster order, 1 (nothing read) without lateral."""
+    if schedule == "raster":
+        return grid_w + 1
+    return {"wavefront": 3, "parallel": 1}[schedule]
 
 
 class CellEncoder(keras.layers.Layer):
@@ -171,9 +178,10 @@ class CellEncoder(keras.layers.Layer):
         # cell order once after the loop. Per step this costs O(n·B), not O(H·W·B): the
         # loop is linear in image area (a scatter into a full grid copies it every step).
         pixels = glimpse_lib.batch_last(images)                      # [H_img, W_img, B, 3]
-        sources, positions, depth = neighbour_sources(table, grid_h, grid_w)
-        if not c.lateral:  # every cell in the one step; no lags to keep
-            depth = tf.constant(1)
+        if schedule == "raster" and features.shape[2] is None:
+            raise ValueError("schedule='raster' needs a static grid width (a test reference).")
+        depth = schedule_depth(schedule if c.lateral else "parallel", features.shape[2])
+        sources, positions = neighbour_sources(table, grid_h, grid_w, depth)
         n_slots = tf.shape(table)[1]
         n_vector = c.n_object_vector
         edge = tf.tile(tf.cast(self.edge_vector(), dtype)[None, None], [1, batch, 1])
