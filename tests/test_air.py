@@ -5,6 +5,7 @@ and the loss, a numpy loop for the stopping rule, array slicing for the spatial 
 and its inverse, a Keras LSTMCell for the recurrent core.
 """
 
+import dataclasses
 import math
 
 import keras
@@ -441,3 +442,65 @@ def test_short_training_on_one_digit_images_lowers_the_loss(tmp_path):
         train_step(images[start:start + 32], tf.constant(step, tf.int64))
     after, _ = model.compute_loss(held_out, tf.constant(150, tf.int64), noise=held_out_noise)
     assert after.numpy() < 0.8 * before.numpy(), (before.numpy(), after.numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# configs/air_multi_mnist.flags is the original aakhundov AIR setting (issue #5)
+
+
+def _read_flagfile(path):
+    """{name: value} of an absl flagfile; `--flag` → "true", `--noflag` → "false"."""
+    values = {}
+    for line in open(path, encoding="utf-8"):
+        line = line.strip()
+        if not line.startswith("--"):
+            continue
+        name, _, value = line[2:].partition("=")
+        if not _:
+            name, value = (name[2:], "false") if name.startswith("no") else (name, "true")
+        values[name] = value
+    return values
+
+
+def test_air_multi_mnist_flags_are_the_original_setting():
+    """AIR's own task as in aakhundov/tf-attend-infer-repeat (training.py, air_model.py).
+
+    The grayscale likelihood matters: on RGB images with equal channels the BCE summed over
+    the three channels is 3× the original's, which outweighs the per-step KLs so that every
+    non-empty image kept all 3 steps (results/air/multi_mnist_concrete_progress.json).
+    """
+    import pathlib
+
+    path = pathlib.Path(__file__).resolve().parents[1] / "configs" / "air_multi_mnist.flags"
+    flags = _read_flagfile(path)
+    assert flags["model"] == "air" and flags["dataset"] == "air_multi_mnist"
+    assert flags.get("air_grayscale") == "true"          # one channel in the likelihood
+    assert flags.get("air_shared_scale") == "true"       # one scale s for w and h
+    assert int(flags["air_max_steps"]) == 3 and int(flags["air_glimpse_size"]) == 28
+    assert flags.get("air_fixed_steps") in (None, "None")     # adaptive
+    assert float(flags["air_scale_prior_mean"]) == -1.0
+    assert float(flags["air_scale_prior_std"]) ** 2 == pytest.approx(0.05)
+    assert float(flags["air_shift_prior_mean"]) == 0.0
+    assert float(flags["air_shift_prior_std"]) == 1.0
+    assert float(flags["air_stopping_threshold"]) == 0.99
+    assert float(flags["air_temperature"]) == 1.0
+    assert flags["air_pres_kl"] == "concrete"
+    assert "air_pres_prior_log_odds" not in flags         # the annealed prior
+    assert int(flags["batch_size"]) == 64 and float(flags["learning_rate"]) == 1e-4
+    assert float(flags["clip_norm"]) == 1.0
+
+
+def test_grayscale_reconstruction_term_counts_each_pixel_once():
+    """With grayscale=True the BCE sums over H·W pixels of one channel, not H·W·3 (§4.2)."""
+    config = small_config(max_steps=2, shared_scale=True)
+    gray = AIR(dataclasses.replace(config, grayscale=True), image_shape=(12, 10, 3), seed=0)
+    images = tf.tile(random_images((3, 12, 10, 1), seed=3), [1, 1, 1, 3])
+    noise = gray.draw_noise(3)
+    _, terms_gray = gray.compute_loss(images, tf.constant(0, tf.int64), noise=noise)
+    inferred = gray.infer(images, mode="train", noise=noise)
+    r = np.clip(inferred["canvas"].numpy(), 0.0, 1.0)               # [3, 12, 10, 1]
+    x = images.numpy()[..., :1]
+    bce_one = -(x * np.log(np.maximum(r, 1e-9))
+                + (1 - x) * np.log(np.maximum(1 - r, 1e-9))).sum(axis=(1, 2, 3)).mean()
+    np.testing.assert_allclose(terms_gray["reconstruction"].numpy(), bce_one, rtol=1e-5)
+    assert inferred["canvas"].shape == (3, 12, 10, 1)               # one channel modelled
