@@ -86,12 +86,20 @@ def neighbour_sources(table, grid_h, grid_w, depth):
     return tf.reshape(sources, [n_steps, n_slots, 4]), positions
 
 
+# Each visiting order: its table, its number of steps T(H, W) and the largest lag K(W)
+# between a cell and its neighbours ((i−1, j−1) is 3 wavefront steps back, W + 1 raster
+# steps back; without lateral connections nothing is read). T and K are Python ints for a
+# static grid, the static shapes XLA needs.
+SCHEDULES = {
+    "wavefront": (wavefront_schedule, lambda h, w: 2 * (h - 1) + w, lambda w: 3),
+    "raster": (raster_schedule, lambda h, w: h * w, lambda w: w + 1),
+    "parallel": (parallel_schedule, lambda h, w: 1, lambda w: 1),
+}
+
+
 def schedule_depth(schedule, grid_w):
-    """The largest lag between a cell and its neighbours: 3 steps for the wavefront
-    ((i−1, j−1) is at t − 3), W + 1 for raster order, 1 (nothing read) without lateral."""
-    if schedule == "raster":
-        return grid_w + 1
-    return {"wavefront": 3, "parallel": 1}[schedule]
+    """K: the largest lag between a cell and its neighbours in `schedule` (SCHEDULES)."""
+    return SCHEDULES[schedule][2](grid_w)
 
 
 class CellEncoder(keras.layers.Layer):
@@ -156,14 +164,19 @@ class CellEncoder(keras.layers.Layer):
         shape = tf.shape(features)
         batch, grid_h, grid_w = shape[0], shape[1], shape[2]
         n_cells = grid_h * grid_w
-        if not c.lateral:
-            table = parallel_schedule(grid_h, grid_w)
-        elif schedule == "wavefront":
-            table = wavefront_schedule(grid_h, grid_w)
-        elif schedule == "raster":
-            table = raster_schedule(grid_h, grid_w)
-        else:
+        if c.lateral and schedule not in ("wavefront", "raster"):
             raise ValueError(f"schedule={schedule!r}: expected 'wavefront' or 'raster'.")
+        order = schedule if c.lateral else "parallel"
+        make_table, count_steps, max_lag = SCHEDULES[order]
+        table = make_table(grid_h, grid_w)
+        static_h, static_w = features.shape[1], features.shape[2]
+        if order == "raster" and static_w is None:
+            raise ValueError("schedule='raster' needs a static grid width (a test reference).")
+        depth = max_lag(static_w)
+        # A static trip count where the grid is static lets XLA compile the loop and its
+        # gradient (which needs bounded accumulators).
+        n_steps = (count_steps(static_h, static_w)
+                   if static_h is not None and static_w is not None else None)
 
         def cells_first(x):  # [B, H, W, d] → [N + 1, B, d]; row N is the unused slot
             x = tf.reshape(tf.transpose(x, [1, 2, 0, 3]), [n_cells, batch, -1])
@@ -178,23 +191,12 @@ class CellEncoder(keras.layers.Layer):
         # cell order once after the loop. Per step this costs O(n·B), not O(H·W·B): the
         # loop is linear in image area (a scatter into a full grid copies it every step).
         pixels = glimpse_lib.batch_last(images)                      # [H_img, W_img, B, 3]
-        if schedule == "raster" and features.shape[2] is None:
-            raise ValueError("schedule='raster' needs a static grid width (a test reference).")
-        depth = schedule_depth(schedule if c.lateral else "parallel", features.shape[2])
         sources, positions = neighbour_sources(table, grid_h, grid_w, depth)
         n_slots = tf.shape(table)[1]
         n_vector = c.n_object_vector
         edge = tf.tile(tf.cast(self.edge_vector(), dtype)[None, None], [1, batch, 1])
         history = tf.zeros([depth, n_slots, batch, n_vector], dtype)  # [K, n, B, V]
 
-        # A static trip count where the grid is static lets XLA compile the loop and its
-        # gradient (which needs bounded accumulators).
-        static_h, static_w = features.shape[1], features.shape[2]
-        n_steps = None
-        if static_h is not None and static_w is not None:
-            n_steps = (1 if not c.lateral else
-                       2 * (static_h - 1) + static_w if schedule == "wavefront" else
-                       static_h * static_w)
         packed = tf.TensorArray(dtype, size=n_steps if n_steps else tf.shape(table)[0],
                                 element_shape=tf.TensorShape([None, None, self.n_outputs]))
 
