@@ -45,6 +45,10 @@ from spair_tf.networks import mlp
 
 MODELS = ("air", "dair")
 PRES_KLS = ("concrete", "bernoulli")
+WHERE_HEADS = ("shared", "separate")
+# The where network's outputs, in order: scale mean, scale log-std, shift mean, shift
+# log-std (each (w, h) or (x, y)), z_pres logit.
+WHERE_SIZES = (2, 2, 2, 2, 1)
 LOGIT_CLIP = 10.0    # pre-squash values are clipped to [−10, 10] as in auto_yolo's AIR
 BCE_EPS = 1e-9       # the reconstruction is clamped at 1e-9 inside the logs (both originals)
 DETECT_MODES = ("mean", "paper")
@@ -84,6 +88,14 @@ class AirConfig:
         grayscale: read and reconstruct only the first channel of the (equal-channel) images,
             so the likelihood is the original AIR's grayscale one rather than three times it;
             the reconstruction returned is repeated over the channels.
+        where_heads: "shared": one MLP output_hidden_units → all 9 step outputs (the SPAIR
+            authors' AIR, §4.2); "separate": each of the five outputs (scale mean, scale
+            log-std, shift mean, shift log-std, z_pres logit) from its own hidden ReLU layer of
+            head_hidden_units (the original aakhundov AIR: five 64-unit layers).
+        head_hidden_units: the hidden layer of each separate head (64).
+        decoder_noise_std: std of the Gaussian noise added to the object decoder's logits
+            in the sampled passes (training and "paper" evaluation; none in "mean" mode):
+            the original aakhundov AIR's `vae_likelihood_std` (0.3); 0 = none (§4.2).
     """
 
     model: str = "air"
@@ -108,6 +120,9 @@ class AirConfig:
     pres_kl: str = "concrete"
     shared_scale: bool = False
     grayscale: bool = False
+    where_heads: str = "shared"
+    head_hidden_units: int = 64
+    decoder_noise_std: float = 0.0
 
     def __post_init__(self):
         self.validate()
@@ -133,6 +148,13 @@ class AirConfig:
             raise ValueError(f"model={self.model!r}: expected one of {MODELS}.")
         if self.pres_kl not in PRES_KLS:
             raise ValueError(f"pres_kl={self.pres_kl!r}: expected one of {PRES_KLS}.")
+        if self.where_heads not in WHERE_HEADS:
+            raise ValueError(f"where_heads={self.where_heads!r}: expected one of {WHERE_HEADS}.")
+        if not (isinstance(self.decoder_noise_std, (int, float))
+                and math.isfinite(self.decoder_noise_std) and self.decoder_noise_std >= 0):
+            raise ValueError(
+                    f"decoder_noise_std={self.decoder_noise_std!r}: expected a finite value "
+                    ">= 0 (0.3 in the original AIR, 0 for none).")
         if self.fixed_steps is not None and (
                 not isinstance(self.fixed_steps, int) or self.fixed_steps < 1):
             raise ValueError(
@@ -144,7 +166,7 @@ class AirConfig:
             value = getattr(self, name)
             if not value > 0:
                 raise ValueError(f"{name}={value}: expected a value > 0.")
-        for name in ("z_what_size", "lstm_units"):
+        for name in ("z_what_size", "lstm_units", "head_hidden_units"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name}={value!r}: expected an integer >= 1.")
@@ -301,6 +323,35 @@ class LSTMCore(keras.layers.Layer):
         return {**super().get_config(), "units": self.units}
 
 
+class SeparateHeads(keras.layers.Layer):
+    """The original aakhundov AIR's where network: one small MLP per output.
+
+    Output k = Dense(sizes[k])(ReLU(Dense(hidden_units)(h))), concatenated over k: the same
+    [B, Σ sizes] layout as the shared MLP, from separate hidden layers.
+
+    Args:
+      sizes: the width of each output (WHERE_SIZES).
+      hidden_units: each head's hidden layer (64 in the original).
+    """
+
+    def __init__(self, sizes=WHERE_SIZES, hidden_units: int = 64, **kwargs):
+        super().__init__(**kwargs)
+        self.sizes = tuple(int(n) for n in sizes)
+        self.hidden_units = int(hidden_units)
+        self.heads = [mlp((self.hidden_units,), n, activation="relu", name=f"head_{k}")
+                      for k, n in enumerate(self.sizes)]
+
+    def build(self, input_shape):
+        for head in self.heads:
+            head.build(input_shape)
+
+    def call(self, hidden):
+        return tf.concat([head(hidden) for head in self.heads], axis=-1)   # [B, Σ sizes]
+
+    def get_config(self):
+        return {**super().get_config(), "sizes": self.sizes, "hidden_units": self.hidden_units}
+
+
 class AIR(keras.Model):
     """AIR (SPAIR_SPEC §4.2) or, with config.model == "dair", DAIR (§4.3).
 
@@ -309,7 +360,8 @@ class AIR(keras.Model):
         four ReLU layers of 256 and a linear output of lstm_units on the flattened residual
         image − canvas (DAIR).
       where_network: MLP [128] (ReLU) → 9: scale mean (2), scale log-std (2), shift mean (2),
-        shift log-std (2), z_pres logit (1).
+        shift log-std (2), z_pres logit (1); or, with where_heads="separate", the same 9
+        outputs from five heads of one hidden layer each (SeparateHeads).
       object_encoder: MLP [512, 256] (softplus) on the flattened glimpse → z_what mean, log-std.
       object_decoder: MLP [256, 512] (softplus) → glimpse_size² × C logits → sigmoid.
 
@@ -340,8 +392,12 @@ class AIR(keras.Model):
         else:
             self.core = mlp(config.dair_hidden_units, config.lstm_units, activation="relu",
                             name="core")
-        self.where_network = mlp(config.output_hidden_units, 9, activation="relu",
-                                 name="where_network")
+        if config.where_heads == "shared":
+            self.where_network = mlp(config.output_hidden_units, sum(WHERE_SIZES),
+                                     activation="relu", name="where_network")
+        else:
+            self.where_network = SeparateHeads(WHERE_SIZES, config.head_hidden_units,
+                                               name="where_network")
         self.object_encoder = mlp(config.encoder_hidden_units, 2 * config.z_what_size,
                                   activation="softplus", name="object_encoder")
         self.object_decoder = mlp(config.decoder_hidden_units, g * g * channels,
@@ -371,15 +427,27 @@ class AIR(keras.Model):
         """All the sampling noise of one pass, drawn up front.
 
         Returns a dict: eps_scale [B, T, 2], eps_shift [B, T, 2], eps_what [B, T, A]
-        (standard normal) and u_pres [B, T] (uniform on (0, 1)).
+        (standard normal), u_pres [B, T] (uniform on (0, 1)) and, if
+        config.decoder_noise_std > 0, eps_object [B, T, g·g·C'] (standard normal; C' the
+        channels the model sees).
         """
         steps, size = self.config.n_steps, self.config.z_what_size
-        return {
+        noise = {
             "eps_scale": keras.random.normal((batch_size, steps, 2), seed=self.seed_generator),
             "eps_shift": keras.random.normal((batch_size, steps, 2), seed=self.seed_generator),
             "eps_what": keras.random.normal((batch_size, steps, size), seed=self.seed_generator),
             "u_pres": keras.random.uniform((batch_size, steps), seed=self.seed_generator),
         }
+        if self.config.decoder_noise_std > 0:
+            noise["eps_object"] = keras.random.normal(
+                    (batch_size, steps, self._object_size), seed=self.seed_generator)
+        return noise
+
+    @property
+    def _object_size(self):
+        """g·g·C', the length of a flattened decoded object."""
+        channels = 1 if self.config.grayscale else self.image_shape[-1]
+        return self.config.glimpse_size ** 2 * channels
 
     def infer(self, images, mode="train", noise=None, keep_objects=False):
         """Runs the T steps of AIR / DAIR on a batch (SPAIR_SPEC §4.2, §4.3).
@@ -462,6 +530,8 @@ class AIR(keras.Model):
             if sample:
                 z_what = latents.reparameterise(what_mean, what_std, noise["eps_what"][:, t])
             object_logits = self.object_decoder(z_what)             # [B, g·g·C]
+            if sample and config.decoder_noise_std > 0:
+                object_logits += config.decoder_noise_std * noise["eps_object"][:, t]
             objects = tf.sigmoid(tf.clip_by_value(object_logits, -LOGIT_CLIP, LOGIT_CLIP))
             objects = tf.reshape(objects, (batch_size, 1, g, g, channels))
             placed = glimpse.place_glimpses(objects, boxes, (height, width))[:, 0]  # [B, H, W, C]

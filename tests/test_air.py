@@ -60,6 +60,10 @@ def logit(p):
     ("glimpse_size", 1),
     ("stopping_threshold", 1.5),
     ("pres_kl", "reinforce"),
+    ("where_heads", "tree"),
+    ("head_hidden_units", 0),
+    ("decoder_noise_std", -0.1),
+    ("decoder_noise_std", float("nan")),
 ])
 def test_bad_config_names_the_field(field, value):
     with pytest.raises(ValueError, match=field):
@@ -373,8 +377,11 @@ def test_loss_is_bce_plus_closed_form_kls(model_name, fixed_steps, pres_kl, temp
             (alive * (kl_scale.sum(-1) + kl_shift.sum(-1))).sum(1).mean(), rtol=1e-5)
 
 
-def test_compute_loss_in_tf_function_with_gradients_to_every_weight():
-    config = small_config(max_steps=2)
+@pytest.mark.parametrize("where_heads, decoder_noise_std", [("shared", 0.0), ("separate", 0.3)])
+def test_compute_loss_in_tf_function_with_gradients_to_every_weight(where_heads,
+                                                                    decoder_noise_std):
+    config = small_config(max_steps=2, where_heads=where_heads,
+                          decoder_noise_std=decoder_noise_std)
     model = AIR(config, image_shape=(8, 8, 3), seed=0)
     images = random_images((4, 8, 8, 3), seed=10)
     noise = model.draw_noise(4)
@@ -488,6 +495,9 @@ def test_air_multi_mnist_flags_are_the_original_setting():
     assert "air_pres_prior_log_odds" not in flags         # the annealed prior
     assert int(flags["batch_size"]) == 64 and float(flags["learning_rate"]) == 1e-4
     assert float(flags["clip_norm"]) == 1.0
+    assert flags["air_where_heads"] == "separate"         # five 64-unit heads
+    assert int(flags["air_head_hidden_units"]) == 64
+    assert float(flags["air_decoder_noise_std"]) == 0.3   # vae_likelihood_std
 
 
 def test_grayscale_reconstruction_term_counts_each_pixel_once():
@@ -504,3 +514,54 @@ def test_grayscale_reconstruction_term_counts_each_pixel_once():
                 + (1 - x) * np.log(np.maximum(1 - r, 1e-9))).sum(axis=(1, 2, 3)).mean()
     np.testing.assert_allclose(terms_gray["reconstruction"].numpy(), bce_one, rtol=1e-5)
     assert inferred["canvas"].shape == (3, 12, 10, 1)               # one channel modelled
+
+
+# ---------------------------------------------------------------------------------------------
+# The original aakhundov AIR's where heads and decoder noise (where_heads, decoder_noise_std)
+
+
+def test_separate_heads_are_five_one_hidden_layer_mlps():
+    """Each output block is Dense(sizes[k]) ∘ ReLU ∘ Dense(64) of h, with its own weights."""
+    from baselines.air import WHERE_SIZES, SeparateHeads
+
+    heads = SeparateHeads(WHERE_SIZES, hidden_units=5)
+    hidden = np.random.default_rng(4).normal(size=(6, 7)).astype(np.float32)
+    out = heads(tf.constant(hidden)).numpy()                        # [6, 9]
+    assert out.shape == (6, sum(WHERE_SIZES))
+    expected, seen = [], set()
+    for head, size in zip(heads.heads, WHERE_SIZES):
+        w1, b1, w2, b2 = (w.numpy() for w in head.weights)
+        assert w1.shape == (7, 5) and w2.shape == (5, size)
+        seen.add(id(head.weights[0]))
+        expected.append(np.maximum(hidden @ w1 + b1, 0.0) @ w2 + b2)
+    assert len(seen) == len(WHERE_SIZES)                            # no sharing
+    np.testing.assert_allclose(out, np.concatenate(expected, axis=1), rtol=1e-5, atol=1e-6)
+    model = AIR(small_config(where_heads="separate", head_hidden_units=5), (8, 8, 3), seed=0)
+    assert [tuple(w.shape) for w in model.where_network.weights][::4] == [(32, 5)] * 5
+
+
+def test_decoder_noise_is_added_to_the_logits_in_sampled_passes_only():
+    """objects = sigmoid(clip(decoder(z_what) + σ·ε)) in training; no noise in mean mode."""
+    from baselines.air import LOGIT_CLIP
+
+    noisy = AIR(small_config(max_steps=2, decoder_noise_std=0.3), (8, 8, 3), seed=0)
+    clean = AIR(small_config(max_steps=2), (8, 8, 3), seed=0)
+    clean.set_weights(noisy.get_weights())
+    images = random_images((3, 8, 8, 3), seed=21)
+    noise = noisy.draw_noise(3)
+    assert noise["eps_object"].shape == (3, 2, 6 * 6 * 3)
+    assert "eps_object" not in clean.draw_noise(3)
+    inferred = noisy.infer(images, mode="train", noise=noise)
+    logits = clean.object_decoder(tf.reshape(inferred["z_what"], (6, 4))).numpy()
+    logits = logits.reshape(3, 2, -1) + 0.3 * noise["eps_object"].numpy()
+    expected = 1.0 / (1.0 + np.exp(-np.clip(logits, -LOGIT_CLIP, LOGIT_CLIP)))
+    np.testing.assert_allclose(inferred["objects"].numpy().reshape(3, 2, -1), expected,
+                               rtol=1e-5, atol=1e-6)
+    zero = {**noise, "eps_object": tf.zeros_like(noise["eps_object"])}
+    np.testing.assert_allclose(noisy.infer(images, mode="train", noise=zero)["canvas"].numpy(),
+                               clean.infer(images, mode="train", noise=noise)["canvas"].numpy(),
+                               rtol=1e-6)
+    assert not np.allclose(inferred["canvas"].numpy(),
+                           clean.infer(images, mode="train", noise=noise)["canvas"].numpy())
+    np.testing.assert_allclose(noisy.infer(images, mode="mean")["canvas"].numpy(),
+                               clean.infer(images, mode="mean")["canvas"].numpy(), rtol=1e-6)
