@@ -19,6 +19,12 @@ document is printed (and, with --output_json, written atomically with the comman
   process after building the model on 48×48 (Linux VmHWM, reset at the baseline; ru_maxrss
   is reported too, but on Linux it carries the parent's RSS across fork + exec), and the
   growth per 4× image area (target 3.5–5×: linear in area).
+- "models" (--sections=models): SPAIR beside AIR and DAIR (SPAIR_SPEC §4.2, §4.3), each
+  through the same real Trainer step at --models_batch_size (64, AIR's batch) on 48×48
+  images: AIR/DAIR with n = --models_n_steps fixed steps (5, Experiment 1's n = 5 setting,
+  14×14 glimpses, no gradient noise as in configs/comparison/), SPAIR with its defaults.
+  The models are timed in alternating rounds so that each sees the same machine load;
+  images/s is the batch over the median round's step time (the best is reported beside it).
 - "profile" (--profile): the training step cut into separately compiled pieces (backbone,
   encoder loop, decoder, renderer, loss, backward of each, optimizer), each timed with
   real inputs passed as tf.function arguments (a captured constant would be folded away at
@@ -70,8 +76,15 @@ flags.DEFINE_string("output_json", None, "Also write the JSON here (atomically),
                     "results/benchmarks/spair.json.")
 flags.DEFINE_bool("profile", False, "Add the breakdown of the training step (pieces and "
                   "the TF profiler's op trace) and an op trace of each forward pass.")
+flags.DEFINE_integer("models_batch_size", 64, "Batch of the models section (AIR's batch).",
+                     lower_bound=1)
+flags.DEFINE_integer("models_n_steps", 5, "AIR/DAIR fixed steps in the models section (the "
+                     "n of Experiment 1).", lower_bound=1)
+flags.DEFINE_integer("models_rounds", 5, "Alternating timed rounds of the models section.",
+                     lower_bound=1)
 flags.DEFINE_list("sections", ["train", "forward"], "Which measurements to run: train "
-                  "(matmul rate, training step, FLOP floor) and/or forward (scaling).")
+                  "(matmul rate, training step, FLOP floor), forward (scaling) and/or models "
+                  "(SPAIR, AIR and DAIR training images/s side by side).")
 flags.DEFINE_integer("batch_size", 32, "Training step batch (SPAIR_SPEC §1.11).", lower_bound=1)
 flags.DEFINE_integer("train_image_size", 48, "Side of the training images in px.",
                      lower_bound=12)
@@ -399,6 +412,77 @@ def _build_trainer(batch_size, image_size, global_step, model_dir, seed=0):
                       model_dir, image_shape=(image_size, image_size, 3))
     trainer.step.assign(global_step)
     return trainer
+
+
+def _build_model_trainer(name, batch_size, image_size, n_steps, model_dir, seed=0):
+    """The Trainer of SPAIR (its defaults) or of AIR / DAIR with n fixed steps (§4.2, §4.3)."""
+    import tensorflow as tf
+
+    from spair_tf.config import SpairConfig, TrainConfig
+    from spair_tf.training import Trainer
+
+    shape = (image_size, image_size, 3)
+    tf.keras.utils.set_random_seed(seed)
+    if name == "spair":
+        from spair_tf.model import SPAIR
+
+        return Trainer(lambda: SPAIR(SpairConfig()),
+                       TrainConfig(batch_size=batch_size, seed=seed), model_dir,
+                       image_shape=shape)
+    from baselines.air import AIR, AirConfig
+
+    config = AirConfig(model=name, fixed_steps=n_steps, glimpse_size=14)
+    return Trainer(lambda: AIR(config, image_shape=shape, seed=seed),
+                   TrainConfig(batch_size=batch_size, gradient_noise=False, seed=seed),
+                   model_dir, image_shape=shape)
+
+
+def benchmark_models(names=("spair", "air", "dair"), batch_size=64, image_size=48, n_steps=5,
+                     rounds=5, steps_per_round=5, global_step=1000):
+    """Training images/s of several models through the same Trainer step, side by side.
+
+    Every model is built and compiled first; then `rounds` rounds each time
+    `steps_per_round` steps of every model in turn, so that all see the same load. Reports,
+    per model, the median and best seconds per step over the rounds and images/s from the
+    median; and each model's images/s relative to the first (SPAIR).
+    """
+    import numpy as np
+
+    images = _training_images(batch_size, image_size)
+    batch = {"images": images}
+    load = load_average()
+    out = {"batch_size": batch_size, "image_size": [image_size, image_size],
+           "n_steps_air_dair": n_steps, "rounds": rounds, "steps_per_round": steps_per_round,
+           "models": {}}
+    with contextlib.ExitStack() as stack:
+        trainers, first_call = {}, {}
+        for name in names:
+            model_dir = stack.enter_context(tempfile.TemporaryDirectory())
+            trainers[name] = _build_model_trainer(name, batch_size, image_size, n_steps,
+                                                  model_dir)
+            trainers[name].step.assign(global_step)
+            start = time.perf_counter()
+            _wait(trainers[name]._train_step(batch))
+            first_call[name] = time.perf_counter() - start
+        times = {name: [] for name in names}
+        for _ in range(rounds):
+            for name in names:
+                start = time.perf_counter()
+                for _ in range(steps_per_round):
+                    result = trainers[name]._train_step(batch)
+                _wait(result)
+                times[name].append((time.perf_counter() - start) / steps_per_round)
+    for name in names:
+        median = float(np.median(times[name]))
+        out["models"][name] = {"first_call_s": first_call[name], "step_times_s": times[name],
+                               "median_step_s": median, "best_step_s": min(times[name]),
+                               "images_per_s": batch_size / median}
+    reference = out["models"][names[0]]["images_per_s"]
+    for name in names:
+        out["models"][name]["images_per_s_relative_to_" + names[0]] = (
+                out["models"][name]["images_per_s"] / reference)
+    out["load_average"] = [load, load_average()]
+    return out
 
 
 def _training_images(batch_size, image_size, seed=0):
@@ -911,12 +995,13 @@ def command_line():
 def run_benchmarks(sections=("train", "forward"), profile=False, batch_size=32,
                    train_image_size=48, global_step=1000, forward_sizes=(48, 192, 768, 1536),
                    repeats=5, steps_per_repeat=5, forward_repeats=3, matmul_size=2048,
-                   forward_timeout=3600):
+                   forward_timeout=3600, models_batch_size=64, models_n_steps=5,
+                   models_rounds=5):
     """All requested measurements as one JSON-able dict (see the module docstring)."""
-    unknown = set(sections) - {"train", "forward"}
+    unknown = set(sections) - {"train", "forward", "models"}
     if unknown:
-        raise ValueError(f"sections={list(sections)}: unknown {sorted(unknown)}; use train "
-                         "and/or forward.")
+        raise ValueError(f"sections={list(sections)}: unknown {sorted(unknown)}; use train, "
+                         "forward and/or models.")
     if profile and "train" not in sections:
         raise ValueError("--profile needs the train section (--sections=train[,forward]).")
     result = {"command": command_line(), "source": source_state(),
@@ -946,6 +1031,11 @@ def run_benchmarks(sections=("train", "forward"), profile=False, batch_size=32,
             result["train"] = train
             if profile:
                 result["profile"] = profile_train_step(trainer, images, repeats, rate=rate)
+    if "models" in sections:
+        result["models"] = benchmark_models(
+                batch_size=models_batch_size, image_size=train_image_size,
+                n_steps=models_n_steps, rounds=models_rounds, steps_per_round=steps_per_repeat,
+                global_step=global_step)
     if "forward" in sections:
         result["forward"] = forward = benchmark_forward(
             [int(s) for s in forward_sizes], forward_repeats, forward_timeout, trace=profile)
@@ -973,7 +1063,9 @@ def main(argv):
         train_image_size=FLAGS.train_image_size, global_step=FLAGS.global_step,
         forward_sizes=_parse_sizes(FLAGS.forward_sizes), repeats=FLAGS.repeats,
         steps_per_repeat=FLAGS.steps_per_repeat, forward_repeats=FLAGS.forward_repeats,
-        matmul_size=FLAGS.matmul_size, forward_timeout=FLAGS.forward_timeout)
+        matmul_size=FLAGS.matmul_size, forward_timeout=FLAGS.forward_timeout,
+        models_batch_size=FLAGS.models_batch_size, models_n_steps=FLAGS.models_n_steps,
+        models_rounds=FLAGS.models_rounds)
     if FLAGS.output_json:
         from spair_tf import io_utils
 

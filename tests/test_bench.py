@@ -208,3 +208,16 @@ def test_train_step_and_profile_at_a_tiny_size(tmp_path):
             "optimizer (clip, noise, Adam)"} <= names  # 24×24 px is rendered densely
     assert all(p["forward_s"] > 0 for p in profile["pieces"])
     assert profile["op_trace"]["op_seconds_per_call"] > 0
+
+
+def test_models_section_times_each_model_through_the_trainer_step_in_rounds():
+    """AIR and DAIR side by side: every model gets every round, images/s from the median."""
+    out = bench.benchmark_models(names=("air", "dair"), batch_size=4, image_size=24, n_steps=2,
+                                 rounds=3, steps_per_round=1)
+    assert set(out["models"]) == {"air", "dair"} and out["batch_size"] == 4
+    for name, row in out["models"].items():
+        assert len(row["step_times_s"]) == 3 and row["best_step_s"] == min(row["step_times_s"])
+        assert row["images_per_s"] == pytest.approx(4 / row["median_step_s"])
+    assert out["models"]["air"]["images_per_s_relative_to_air"] == pytest.approx(1.0)
+    ratio = out["models"]["dair"]["images_per_s"] / out["models"]["air"]["images_per_s"]
+    assert out["models"]["dair"]["images_per_s_relative_to_air"] == pytest.approx(ratio)
