@@ -5,13 +5,18 @@ given the config), `load(config)` returns it from an on-disk cache (generating i
 `to_tf_dataset` feeds it to a model. Presets give the paper's datasets (Experiment 2
 training: 4 crops per source, so 25,000 / 250 / 250 sources; its val/test sizes are ours):
 
-| preset | images | digits per image | sizes (train / val / test) |
-|---|---|---|---|
-| experiment1(n) | 48×48 | exactly n | 64,000 / 1,000 / 1,000 |
-| experiment2_train(r) | 48×48 crops of 84×84 | n uniform in r | 100,000 / 1,000 / 1,000 |
-| experiment2_test(n) | 84×84 | exactly n (1..20) | — / — / 1,000 |
-| addition | 48×48 | exactly 5, label = sum | 128,000 / 1,000 / 1,000 |
-| air_multi_mnist | 50×50, 28×28 digits | 0–2 | 60,000 / 1,000 / 1,000 |
+| preset | images | digits per image | rule | sizes (train / val / test) |
+|---|---|---|---|---|
+| experiment1(n) | 48×48 | exactly n | frame_area | 64,000 / 1,000 / 1,000 |
+| experiment2_train(r) | 48×48 crops of 84×84 | uniform in r | frame_area | 100,000 / 1,000 / 1,000 |
+| experiment2_test(n) | 84×84 | exactly n (1..20) | frame_area | — / — / 1,000 |
+| addition | 48×48 | exactly 5, label = sum | frame_area | 128,000 / 1,000 / 1,000 |
+| air_multi_mnist | 50×50, 28×28 digits | 0–2 | ink_disjoint | 60,000 / 1,000 / 1,000 |
+
+Rules (`ScatterConfig.overlap_rule`; `scatter` module docstring): frame_area = a digit's
+whole frame inside the image and its summed frame overlap with the earlier digits ≤ half a
+digit's area (SPAIR_SPEC §2.2); ink_disjoint = AIR's generator: ink box inside the image,
+no pixel inked by two digits, 100 tries per digit (`INK_DISJOINT_MAX_TRIES`).
 
 Seeds: train 0, val 1, test 2. Every split draws digits from its own disjoint pool
 (`digits.digit_pools`, whose partition seed is fixed at 0 for every dataset). Images are
@@ -47,6 +52,10 @@ SPLIT_SEEDS = {"train": 0, "val": 1, "test": 2}
 # Bump when generation changes in a way that changes the data: old cache entries then miss.
 CACHE_FORMAT_VERSION = 1
 CACHE_ENV = "SPAIR_TF_CACHE"
+# Candidates per digit before an image is drawn again, under each overlap rule: the paper's
+# 1,000 (`scatter.scatter_digits`'s default) and AIR's generator's 100.
+FRAME_AREA_MAX_TRIES = 1000
+INK_DISJOINT_MAX_TRIES = 100
 # Images per independently seeded generation block (when cropping: this // crops_per_image
 # source images per block).
 BLOCK_IMAGES = 1024
@@ -62,8 +71,7 @@ class ScatterConfig:
       n_images: number of images produced (when cropping: number of crops).
       split: digit-instance pool, "train" | "val" | "test".
       seed: the dataset's random seed.
-      digit_size: sprite side (14 in the paper; 28 for AIR's own task). The overlap rule is
-        "summed overlap with earlier digits ≤ digit_size² / 2".
+      digit_size: sprite side (14 in the paper; 28 for AIR's own task).
       crop_size: None, or the side of the random square crops taken from each source image
         (Experiment 2 training).
       crops_per_image: crops per source image when crop_size is set.
@@ -73,6 +81,10 @@ class ScatterConfig:
         `digits.emnist_frame`). An option, not the spec.
       digit_rounding: "half_up" (the spec's default) or "floor": how the resized digit is
         rounded to 8 bits (the original truncated). An option, not the spec.
+      overlap_rule: "frame_area" (the spec's default: summed frame overlap with the earlier
+        digits ≤ digit_size² / 2, 1,000 tries per digit) or "ink_disjoint" (AIR's generator:
+        ink box inside the image, no pixel inked by two digits, 100 tries per digit); see
+        the `scatter` module docstring.
     """
 
     image_height: int = 48
@@ -88,6 +100,7 @@ class ScatterConfig:
     mnist_path: str | None = None
     digit_frame: str = "mnist"
     digit_rounding: str = "half_up"
+    overlap_rule: str = "frame_area"
 
     def __post_init__(self):
         # numpy integers (e.g. from a loop over np.arange) become Python ints, so that the
@@ -128,6 +141,12 @@ class ScatterConfig:
         if self.mnist_path is not None and not isinstance(self.mnist_path, str):
             raise ValueError(f"ScatterConfig.mnist_path must be a str or None, got "
                              f"{self.mnist_path!r}")
+        if self.overlap_rule not in scatter.OVERLAP_RULES:
+            raise ValueError(f"ScatterConfig.overlap_rule must be one of "
+                             f"{scatter.OVERLAP_RULES}, got {self.overlap_rule!r}")
+        if self.overlap_rule == "ink_disjoint":
+            # The ink-area bound depends on the sprites: `generate` checks it (ValueError).
+            return
         max_overlap = scatter.default_max_overlap(self.digit_size)
         bound = scatter.max_digits_bound((self.image_height, self.image_width),
                                          (self.digit_size, self.digit_size), max_overlap)
@@ -259,18 +278,27 @@ def addition(split: str, n_images: int | None = None) -> ScatterConfig:
 def air_multi_mnist(split: str, n_images: int | None = None) -> ScatterConfig:
     """AIR's own multi-MNIST task: 50×50 images with 0–2 digits of 28×28.
 
-    Images are RGB with three equal channels (like every dataset here). The overlap rule is
-    the same summed-overlap rule with half a 28×28 digit (392 px²). Sizes 60,000 / 1,000 /
-    1,000.
+    Images are RGB with three equal channels (like every dataset here). Placement follows the
+    AIR reimplementation's generator (aakhundov/tf-attend-infer-repeat, multi_mnist.py):
+    overlap_rule="ink_disjoint", i.e. each digit's ink box uniform inside the image (its
+    28×28 frame may cross the edge) and no pixel inked by two digits, 100 tries per digit
+    before the image is drawn again. Sizes 60,000 / 1,000 / 1,000.
     """
     return _preset(split, n_images, {"train": 60_000, "val": 1_000, "test": 1_000},
                    image_height=50, image_width=50, min_digits=0, max_digits=2,
-                   digit_size=digits_lib.MNIST_SIDE)
+                   digit_size=digits_lib.MNIST_SIDE, overlap_rule="ink_disjoint")
 
 
 def generate(config: ScatterConfig) -> Scattered:
-    """Draws the dataset named by `config` (deterministic given the config; SPAIR_SPEC §2.2)."""
+    """Draws the dataset named by `config` (deterministic given the config; SPAIR_SPEC §2.2).
+
+    The placement uses `config.overlap_rule` with its number of tries per digit
+    (`FRAME_AREA_MAX_TRIES`, `INK_DISJOINT_MAX_TRIES`). Raises ValueError if the digits
+    cannot be placed (see `scatter.scatter_digits`).
+    """
     config.validate()
+    ink_rule = config.overlap_rule == "ink_disjoint"
+    max_tries = INK_DISJOINT_MAX_TRIES if ink_rule else FRAME_AREA_MAX_TRIES
     sprites, sprite_labels = digits_lib.digit_pools(
         config.mnist_path, config.digit_size, frame=config.digit_frame,
         rounding=config.digit_rounding)[config.split]
@@ -289,7 +317,7 @@ def generate(config: ScatterConfig) -> Scattered:
         counts = rng.integers(config.min_digits, config.max_digits + 1, size=block)
         out = scatter.scatter_digits(
             sprites, sprite_labels, counts, (config.image_height, config.image_width), rng,
-            max_objects=m)
+            max_tries=max_tries, max_objects=m, overlap_rule=config.overlap_rule)
         if cropping:
             out = scatter.crop(out["images"], out["boxes"], out["counts"], out["labels"],
                                config.crop_size, config.crops_per_image, rng)
@@ -310,7 +338,8 @@ def default_cache_dir() -> str:
 # leaves them out of the record hashed into its entry's name, so that the entries written
 # before they existed keep their names (and a manifest without them reads as the defaults);
 # any other value is part of the name. Manifests always hold every field.
-_OPTIONAL_FIELDS = {"digit_frame": "mnist", "digit_rounding": "half_up"}
+_OPTIONAL_FIELDS = {"digit_frame": "mnist", "digit_rounding": "half_up",
+                    "overlap_rule": "frame_area"}
 
 
 def _config_record(config: ScatterConfig) -> dict:

@@ -328,3 +328,90 @@ def test_manifest_written_before_the_options_is_still_trusted(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")               # no "ignoring the cache entry" warning
         _assert_same(reference, datasets.load(config, str(tmp_path)))
+
+
+# ------------------------------------------------------------------------------------------
+# Overlap rules: AIR's multi-MNIST uses its generator's ink-disjoint rule.
+
+def test_air_preset_uses_the_ink_disjoint_rule():
+    for split in datasets.SPLITS:
+        for n_images in (None, 500):
+            config = datasets.air_multi_mnist(split, n_images=n_images)
+            assert config.overlap_rule == "ink_disjoint"
+    for config in (datasets.experiment1(3, "val"), datasets.experiment2_train("1-5"),
+                   datasets.experiment2_test(4), datasets.addition("test"), _small()):
+        assert config.overlap_rule == "frame_area"
+
+
+def test_generate_passes_the_rule_and_its_tries_to_scatter(monkeypatch):
+    from spair_tf import scatter
+    calls = []
+    real = scatter.scatter_digits
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(scatter, "scatter_digits", spy)
+    air = datasets.air_multi_mnist("train", n_images=50)
+    data = datasets.generate(air)
+    datasets.generate(_small(n_images=5))
+    assert [(c["overlap_rule"], c["max_tries"]) for c in calls] == [
+        ("ink_disjoint", datasets.INK_DISJOINT_MAX_TRIES), ("frame_area", 1000)]
+    assert datasets.INK_DISJOINT_MAX_TRIES == 100
+    # The data are scatter's ink-disjoint images: block 0 drawn from the rng seeded (seed, 0).
+    sprites, labels = digits.digit_pools(size=28)["train"]
+    rng = np.random.default_rng([air.seed, 0])
+    counts = rng.integers(0, 3, size=datasets.BLOCK_IMAGES)
+    out = real(sprites, labels, counts, (50, 50), rng, max_tries=100, max_objects=2,
+               overlap_rule="ink_disjoint")
+    for field in ("images", "boxes", "counts", "labels"):
+        np.testing.assert_array_equal(getattr(data, field), out[field][:50])
+    # And no pixel is inked by two digits (the frames, 28×28, may cross the image edge).
+    assert (data.counts == 2).sum() > 5
+    for i in range(50):
+        ink = np.zeros((50 + 56, 50 + 56), np.int64)                  # padded by a frame
+        for k in range(out["counts"][i]):
+            (y0, x0), sprite = out["positions"][i, k], sprites[out["sprite_index"][i, k]]
+            ink[28 + y0:56 + y0, 28 + x0:56 + x0] += sprite > 0
+        assert ink.max() <= 1 and ink.sum() == ink[28:78, 28:78].sum()
+
+
+@pytest.mark.parametrize("rule", ["ink", "frame", None])
+def test_bad_overlap_rule_names_the_field(rule):
+    with pytest.raises(ValueError, match=r"ScatterConfig.overlap_rule must be one of .*"
+                                         r"'frame_area', 'ink_disjoint'"):
+        _small(overlap_rule=rule)
+
+
+def test_ink_rule_infeasible_config_raises_at_generation():
+    config = _small(image_height=28, image_width=28, digit_size=28, min_digits=20,
+                    max_digits=20, n_images=4, overlap_rule="ink_disjoint")  # validates
+    with pytest.raises(ValueError, match=r"n=20 .*28×28.*ink-disjoint"):
+        datasets.generate(config)
+
+
+def test_ink_rule_configs_have_their_own_cache_entries():
+    # Entries written before overlap_rule existed were hashed without the field: a
+    # frame_area config keeps that name, and AIR's (ink_disjoint) preset gets a new one, so
+    # an AIR entry generated under the old rule is never read for it.
+    import hashlib
+    air = datasets.air_multi_mnist("train", n_images=100)
+    old_air = dataclasses.replace(air, overlap_rule="frame_area")
+    options = ("digit_frame", "digit_rounding", "overlap_rule")  # at their defaults here
+    record = {"config": {k: v for k, v in dataclasses.asdict(old_air).items()
+                         if k not in options}, "format_version": 1}
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
+    assert datasets.cache_paths(old_air, "d")[0].endswith(f"_{digest}.npz")
+    assert datasets.cache_paths(air, "d") != datasets.cache_paths(old_air, "d")
+
+
+def test_ink_rule_cache_round_trip(tmp_path):
+    config = datasets.air_multi_mnist("test", n_images=30)
+    first = datasets.load(config, str(tmp_path))
+    _, manifest_path = datasets.cache_paths(config, str(tmp_path))
+    with open(manifest_path) as f:
+        assert json.load(f)["config"]["overlap_rule"] == "ink_disjoint"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _assert_same(first, datasets.load(config, str(tmp_path)))

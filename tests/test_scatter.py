@@ -290,3 +290,203 @@ def test_crop_bad_arguments(pool):
         scatter.crop(images, boxes, counts, labels, 21, 4, 0)
     with pytest.raises(ValueError, match="crops_per_image"):
         scatter.crop(images, boxes, counts, labels, 10, 0, 0)
+
+
+# ------------------------------------------------------------------------------------------
+# The "ink_disjoint" rule (AIR's multi-MNIST generator), against brute-force references.
+
+@pytest.fixture(scope="module")
+def pool28():
+    return digits.digit_pools(size=28)["val"]
+
+
+def _ink_scatter(sprites, labels, counts, image_size, seed, **kwargs):
+    return scatter.scatter_digits(sprites, labels, counts, image_size,
+                                  np.random.default_rng(seed), overlap_rule="ink_disjoint",
+                                  **{"max_tries": 100, **kwargs})
+
+
+@pytest.fixture(scope="module")
+def ink_set(pool28):
+    sprites, labels = pool28
+    counts = np.random.default_rng(20).integers(0, 4, size=150)
+    return _ink_scatter(sprites, labels, counts, (50, 50), 21)
+
+
+@pytest.fixture(scope="module")
+def crowded_ink_set(pool28):
+    sprites, labels = pool28
+    return _ink_scatter(sprites, labels, np.full(40, 5), (50, 50), 22)
+
+
+def _ink_masks(sprites, ids, positions, height, width):
+    """Each digit's ink as a bool [H, W] mask, pixel by pixel; asserts it is inside the image."""
+    masks = []
+    for sprite_id, (y0, x0) in zip(ids, positions):
+        mask = np.zeros((height, width), bool)
+        for r, c in zip(*np.nonzero(sprites[sprite_id])):
+            y, x = y0 + r, x0 + c
+            assert 0 <= y < height and 0 <= x < width, (sprite_id, y0, x0, r, c)
+            mask[y, x] = True
+        masks.append(mask)
+    return masks
+
+
+def _render_padded_reference(sprites, ids, positions, height, width):
+    """Composites whole frames on a canvas padded by a frame on every side, then crops."""
+    h, w = sprites.shape[1:]
+    canvas = np.zeros((height + 2 * h, width + 2 * w))                 # [H + 2h, W + 2w]
+    for sprite_id, (y0, x0) in zip(ids, positions):
+        alpha = sprites[sprite_id].astype(np.float64)                  # [h, w]
+        window = canvas[h + y0:2 * h + y0, w + x0:2 * w + x0]
+        canvas[h + y0:2 * h + y0, w + x0:2 * w + x0] = np.floor(
+            alpha * 255 + (1 - alpha) * window + 0.5)
+    inside = canvas[h:h + height, w:w + width]
+    assert canvas.sum() == inside.sum()  # nothing drawn outside the image
+    return inside
+
+
+@pytest.mark.parametrize("which", ["ink_set", "crowded_ink_set"])
+def test_ink_rule_no_pixel_is_inked_twice_and_all_ink_is_inside(pool28, which, request):
+    sprites, _ = pool28
+    out = request.getfixturevalue(which)
+    for i in range(len(out["counts"])):
+        ids, positions = _digits_of(out, i)
+        masks = _ink_masks(sprites, ids, positions, 50, 50)
+        if masks:
+            assert np.sum(masks, axis=0).max() <= 1, i
+
+
+def test_ink_rule_frames_may_cross_the_image_edge(ink_set):
+    used = np.arange(ink_set["positions"].shape[1])[None, :] < ink_set["counts"][:, None]
+    y0, x0 = ink_set["positions"][used].T
+    assert (y0 < 0).any() and (x0 < 0).any()
+    assert (y0 + 28 > 50).any() and (x0 + 28 > 50).any()
+    assert y0.min() >= -27 and x0.min() >= -27 and y0.max() <= 49 and x0.max() <= 49
+
+
+@pytest.mark.parametrize("which", ["ink_set", "crowded_ink_set"])
+def test_ink_rule_compositing_and_boxes_equal_the_references(pool28, which, request):
+    sprites, labels = pool28
+    out = request.getfixturevalue(which)
+    for i in range(len(out["counts"])):
+        ids, positions = _digits_of(out, i)
+        reference = _render_padded_reference(sprites, ids, positions, 50, 50)
+        for channel in range(3):
+            np.testing.assert_array_equal(out["images"][i, :, :, channel], reference)
+        for k, mask in enumerate(_ink_masks(sprites, ids, positions, 50, 50)):
+            np.testing.assert_array_equal(out["boxes"][i, k], _nonzero_bbox(mask))
+        assert out["labels"][i, :len(ids)].tolist() == [int(labels[s]) for s in ids]
+
+
+def test_ink_rule_restarts_happen_in_crowded_images(crowded_ink_set):
+    assert crowded_ink_set["restarts"].max() > 0
+
+
+def test_ink_rule_padding(ink_set):
+    counts = ink_set["counts"]
+    assert set(np.unique(counts)) == {0, 1, 2, 3}
+    for i, n in enumerate(counts):
+        assert (ink_set["sprite_index"][i, :n] >= 0).all()
+        assert (ink_set["sprite_index"][i, n:] == -1).all()
+        assert (ink_set["labels"][i, n:] == -1).all() and (ink_set["boxes"][i, n:] == 0).all()
+        assert (ink_set["positions"][i, n:] == -1).all()
+    assert (ink_set["images"][counts == 0] == 0).all()
+
+
+def test_ink_rule_deterministic_by_seed(pool28):
+    sprites, labels = pool28
+    counts = np.full(50, 2)
+    a = _ink_scatter(sprites, labels, counts, (50, 50), 9)
+    b = _ink_scatter(sprites, labels, counts, (50, 50), 9)
+    c = _ink_scatter(sprites, labels, counts, (50, 50), 10)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    assert not np.array_equal(a["images"], c["images"])
+    assert not np.array_equal(a["positions"], c["positions"])
+
+
+def test_ink_rule_single_digit_ink_box_is_uniform_inside_the_image():
+    # One 6×6 sprite whose ink box is rows 1..2, cols 2..4 (2×3) in an 8×8 image: the ink
+    # box's top-left is uniform over 7×6 corners, so the frame's is over [−1, 5]×[−2, 3].
+    sprite = np.zeros((1, 6, 6), np.float32)
+    sprite[0, 1:3, 2:5] = 0.5
+    sprite[0, 1, 2] = 0.0  # ink need not fill its box
+    out = scatter.scatter_digits(sprite, np.zeros(1, np.int64), np.ones(21000, np.int64), (8, 8),
+                                 np.random.default_rng(2), overlap_rule="ink_disjoint")
+    y, x = out["positions"][:, 0, 0], out["positions"][:, 0, 1]
+    assert y.min() == -1 and y.max() == 5 and x.min() == -2 and x.max() == 3
+    cells = np.bincount((y + 1) * 6 + (x + 2), minlength=42)
+    assert stats.chisquare(cells).pvalue > 1e-3
+    np.testing.assert_array_equal(out["boxes"][:, 0], np.stack([y + 1, x + 2, y + 2, x + 4], 1))
+
+
+def test_ink_rule_two_digit_positions_follow_sequential_rejection_sampling():
+    """A diagonal of 3 pixels in a 4×4 frame, 6×6 images: frames and ink boxes may overlap,
+    ink may not. P(p1, p2) = 1/16 · 1/|A(p1)|, A(p1) = second positions with disjoint ink."""
+    sprite = np.zeros((1, 4, 4), np.float32)
+    ink = [(1, 0), (2, 1), (3, 2)]
+    for r, c in ink:
+        sprite[0, r, c] = 0.5
+    n_images = 30000
+    out = scatter.scatter_digits(sprite, np.zeros(1, np.int64), np.full(n_images, 2), (6, 6),
+                                 np.random.default_rng(3), overlap_rule="ink_disjoint")
+    frames = [(ty - 1, tx) for ty in range(4) for tx in range(4)]  # ink box 3×3 at (1, 0)
+
+    def pixels(y0, x0):
+        return {(y0 + r, x0 + c) for r, c in ink}
+
+    expected = {}
+    for p1 in frames:
+        acceptable = [p2 for p2 in frames if not pixels(*p1) & pixels(*p2)]
+        for p2 in acceptable:
+            expected[(p1, p2)] = 1.0 / 16 / len(acceptable)
+    # Some accepted pairs have overlapping ink boxes (not just touching ones).
+    assert any(abs(p1[0] - p2[0]) < 3 and abs(p1[1] - p2[1]) < 3 for p1, p2 in expected)
+    observed = {}
+    for (y1, x1), (y2, x2) in zip(out["positions"][:, 0], out["positions"][:, 1]):
+        key = ((int(y1), int(x1)), (int(y2), int(x2)))
+        assert key in expected, key
+        observed[key] = observed.get(key, 0) + 1
+    keys = sorted(expected)
+    f_obs = np.array([observed.get(k, 0) for k in keys], np.float64)
+    f_exp = np.array([expected[k] for k in keys]) * n_images
+    assert stats.chisquare(f_obs, f_exp).pvalue > 1e-3
+
+
+def test_ink_rule_impossible_requests_raise(pool28):
+    solid = np.ones((3, 28, 28), np.float32)  # all-ink sprites
+    with pytest.raises(ValueError, match=r"n=3 .*30×30.*ink-disjoint.*at most 1 fit"):
+        scatter.scatter_digits(solid, np.arange(3), np.full(4, 3), (30, 30), 0,
+                               overlap_rule="ink_disjoint")
+    # 2·784 ≤ 40·40 passes the area bound, but two 28×28 squares never fit side by side.
+    with pytest.raises(ValueError, match=r"n=2 .*40×40.*ink-disjoint.*failed 3 times.*10 tries"):
+        scatter.scatter_digits(solid, np.arange(3), np.full(4, 2), (40, 40), 0, max_tries=10,
+                               max_restarts=2, overlap_rule="ink_disjoint")
+    sprites, labels = pool28
+    with pytest.raises(ValueError, match=r"n=7 .*50×50.*ink-disjoint.*failed 51 times"):
+        _ink_scatter(sprites, labels, np.full(20, 7), (50, 50), 0)
+
+
+def test_ink_rule_bad_arguments(pool28):
+    sprites, labels = pool28
+    counts = np.ones(2, np.int64)
+    with pytest.raises(ValueError, match="max_overlap"):
+        _ink_scatter(sprites, labels, counts, (50, 50), 0, max_overlap=392)
+    with pytest.raises(ValueError, match=r"overlap_rule must be one of .*'frame_area'"):
+        scatter.scatter_digits(sprites, labels, counts, (50, 50), 0, overlap_rule="ink")
+    with pytest.raises(ValueError, match="ink box"):  # MNIST ink boxes are up to 20×20
+        _ink_scatter(sprites, labels, counts, (19, 50), 0)
+    # Smaller than a frame but larger than every ink box is fine under this rule.
+    out = _ink_scatter(sprites, labels, np.ones(5, np.int64), (20, 20), 0)
+    assert out["images"].shape == (5, 20, 20, 3) and out["images"].any(axis=(1, 2, 3)).all()
+
+
+def test_frame_area_is_the_default_rule(pool):
+    sprites, labels = pool
+    counts = np.random.default_rng(0).integers(0, 6, size=60)
+    a = scatter.scatter_digits(sprites, labels, counts, (48, 48), np.random.default_rng(4))
+    b = scatter.scatter_digits(sprites, labels, counts, (48, 48), np.random.default_rng(4),
+                               overlap_rule="frame_area")
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
