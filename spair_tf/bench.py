@@ -14,8 +14,9 @@ document is printed (and, with --output_json, written atomically with the comman
   ≥ 1000): images/s, and the FLOP floor = FLOPs per step / the matmul rate (the better of
   the rates measured before and after the step). The ratio step time / floor is the
   figure of merit (target ≤ 1.6).
-- "forward": `model.detect(images, mode="mean")` in a tf.function at batch 1, one
-  subprocess per image size: best time and peak RSS beside the baseline of the same
+- "forward": `model.detect(images, mode="mean")` in a tf.function compiled with XLA as
+  evaluation compiles it (--noforward_xla: the plain graph, as the SavedModel runs it) at
+  batch 1, one subprocess per image size: best time and peak RSS beside the baseline of the same
   process after building the model on 48×48 (Linux VmHWM, reset at the baseline; ru_maxrss
   is reported too, but on Linux it carries the parent's RSS across fork + exec), and the
   growth per 4× image area (target 3.5–5×: linear in area).
@@ -100,6 +101,9 @@ flags.DEFINE_integer("matmul_size", 2048, "Side of the square fp32 matmul that m
                      "machine's FLOP rate.", lower_bound=16)
 flags.DEFINE_integer("forward_timeout", 3600, "Seconds allowed to one forward subprocess.",
                      lower_bound=1)
+flags.DEFINE_bool("forward_xla", True, "Compile the forward pass with XLA (jit_compile), as "
+                  "evaluation does; --noforward_xla times the plain graph (and, with "
+                  "--profile, traces its ops).")
 flags.DEFINE_bool("forward_worker", False, "Internal: measure one forward pass of "
                   "--forward_sizes[0] in this process and print its JSON.")
 FLAGS = flags.FLAGS
@@ -525,11 +529,12 @@ def benchmark_train_step(trainer, images, repeats=5, steps_per_repeat=5, rate=No
     return out
 
 
-def forward_worker(image_size, repeats=3, seed=0, trace=False):
+def forward_worker(image_size, repeats=3, seed=0, trace=False, xla=True):
     """One forward-pass measurement (run in a fresh process; see benchmark_forward).
 
     Builds SPAIR on 48×48 and takes the baseline RSS there, then times
-    `model.detect(images, "mean")` in a tf.function on one random image of
+    `model.detect(images, "mean")` in a tf.function (compiled with XLA if `xla`, as
+    evaluation compiles it; the first call includes the compilation) on one random image of
     image_size × image_size (best of `repeats` after a first, tracing call). The peak is
     the process's RSS high-water mark over tracing and the runs, measured from the
     baseline (VmHWM reset after building the model), input image included; ru_maxrss is
@@ -547,7 +552,7 @@ def forward_worker(image_size, repeats=3, seed=0, trace=False):
     baseline, _ = memory_status()
     baseline_ru_maxrss = peak_rss_bytes()
     peak_was_reset = reset_peak_rss()
-    detect = tf.function(lambda images: model.detect(images, mode="mean"))
+    detect = tf.function(lambda images: model.detect(images, mode="mean"), jit_compile=xla)
     images = tf.random.stateless_uniform([1, image_size, image_size, 3], seed=(seed, 2))
     load = load_average()
     start = time.perf_counter()
@@ -556,7 +561,8 @@ def forward_worker(image_size, repeats=3, seed=0, trace=False):
     timing = best_time(detect, (images,), repeats)
     _, peak = memory_status()
     grid = -(-image_size // model.config.cell_size)
-    out = {"image_size": image_size, "cells": grid * grid, **timing.as_dict(),
+    out = {"image_size": image_size, "xla": bool(xla), "cells": grid * grid,
+           **timing.as_dict(),
            "first_call_s": first_call, "baseline_rss_bytes": baseline,
            "peak_rss_bytes": peak,
            "extra_rss_bytes": peak - baseline if baseline is not None else None,
@@ -567,19 +573,19 @@ def forward_worker(image_size, repeats=3, seed=0, trace=False):
            "wavefront_steps": 2 * (grid - 1) + grid,
            "source_sha256_16": source_state()["sha256_16"],  # the code this process ran
            "load_average": [load, load_average()]}
-    if trace:
+    if trace and not xla:  # an XLA cluster is one op to the profiler: nothing to break down
         out["op_trace"] = trace_function(detect, (images,), steps=1)
     return out
 
 
-def benchmark_forward(sizes, repeats=3, timeout=3600, trace=False):
+def benchmark_forward(sizes, repeats=3, timeout=3600, trace=False, xla=True):
     """forward_worker for each size, each in its own subprocess, and the growth ratios."""
     sizes = [_check_image_size(s, "forward size") for s in sizes]
     runs = []
     for size in sizes:
         command = [sys.executable, "-m", "spair_tf.bench", "--forward_worker",
                    f"--forward_sizes={size}", f"--forward_repeats={repeats}",
-                   f"--{'' if trace else 'no'}profile"]
+                   f"--{'' if trace else 'no'}profile", f"--{'' if xla else 'no'}forward_xla"]
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         try:
@@ -597,7 +603,7 @@ def benchmark_forward(sizes, repeats=3, timeout=3600, trace=False):
     ok = [r for r in runs if "error" not in r]
     ok_sizes = [r["image_size"] for r in ok]
     return {
-        "batch_size": 1, "mode": "mean", "runs": runs,
+        "batch_size": 1, "mode": "mean", "xla": bool(xla), "runs": runs,
         "time_growth": growth_ratios(ok_sizes, [r["best_s"] for r in ok]),
         "cpu_time_growth": growth_ratios(ok_sizes, [r["best_cpu_s"] for r in ok]),
         "extra_memory_growth": growth_ratios(ok_sizes, [r["extra_rss_bytes"] for r in ok]),
@@ -996,7 +1002,7 @@ def run_benchmarks(sections=("train", "forward"), profile=False, batch_size=32,
                    train_image_size=48, global_step=1000, forward_sizes=(48, 192, 768, 1536),
                    repeats=5, steps_per_repeat=5, forward_repeats=3, matmul_size=2048,
                    forward_timeout=3600, models_batch_size=64, models_n_steps=5,
-                   models_rounds=5):
+                   models_rounds=5, forward_xla=True):
     """All requested measurements as one JSON-able dict (see the module docstring)."""
     unknown = set(sections) - {"train", "forward", "models"}
     if unknown:
@@ -1038,7 +1044,8 @@ def run_benchmarks(sections=("train", "forward"), profile=False, batch_size=32,
                 global_step=global_step)
     if "forward" in sections:
         result["forward"] = forward = benchmark_forward(
-            [int(s) for s in forward_sizes], forward_repeats, forward_timeout, trace=profile)
+            [int(s) for s in forward_sizes], forward_repeats, forward_timeout, trace=profile,
+            xla=forward_xla)
         # Others may edit the package meanwhile: say if a subprocess ran different code.
         forward["same_source_as_parent"] = all(
             run.pop("source_sha256_16", None) == result["source"]["sha256_16"]
@@ -1056,7 +1063,8 @@ def main(argv):
             raise ValueError(f"--forward_worker measures one size; got --forward_sizes="
                              f"{','.join(FLAGS.forward_sizes)}.")
         print(json.dumps(forward_worker(_parse_sizes(FLAGS.forward_sizes)[0],
-                                        FLAGS.forward_repeats, trace=FLAGS.profile)))
+                                        FLAGS.forward_repeats, trace=FLAGS.profile,
+                                        xla=FLAGS.forward_xla)))
         return
     result = run_benchmarks(
         sections=FLAGS.sections, profile=FLAGS.profile, batch_size=FLAGS.batch_size,
@@ -1065,7 +1073,7 @@ def main(argv):
         steps_per_repeat=FLAGS.steps_per_repeat, forward_repeats=FLAGS.forward_repeats,
         matmul_size=FLAGS.matmul_size, forward_timeout=FLAGS.forward_timeout,
         models_batch_size=FLAGS.models_batch_size, models_n_steps=FLAGS.models_n_steps,
-        models_rounds=FLAGS.models_rounds)
+        models_rounds=FLAGS.models_rounds, forward_xla=FLAGS.forward_xla)
     if FLAGS.output_json:
         from spair_tf import io_utils
 

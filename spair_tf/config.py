@@ -120,7 +120,9 @@ class TrainConfig:
         checkpoints_to_keep: how many recent checkpoints CheckpointManager keeps.
         seed: seeds the model's initialisation, the sampling noise and the data order.
         xla: compile the loss and its gradient with XLA (`jit_compile`): the same
-            computation, fused (1.4× faster training steps on CPU, results/benchmarks).
+            computation, fused (1.4× faster training steps on CPU, results/benchmarks);
+            also the detections of validation, test and `spair_tf.evaluate` (one
+            compilation per batch shape).
     """
 
     batch_size: int = 32

@@ -56,7 +56,8 @@ def main(argv):
     _, _, test_cfg = cli.data_configs()
     data = cli.load_data(test_cfg)
     model, path = restore_model(FLAGS.model_dir, FLAGS.checkpoint, data.images.shape[1:])
-    result = evaluation.evaluate(model, data, FLAGS.eval_batch_size, FLAGS.eval_mode)
+    result = evaluation.evaluate(model, data, FLAGS.eval_batch_size, FLAGS.eval_mode,
+                                 xla=FLAGS.xla)
     result.update(checkpoint=path, dataset=test_cfg.__dict__, command=" ".join(sys.argv))
     if FLAGS.output_json:
         io_utils.atomic_write_json(FLAGS.output_json, result)

@@ -13,17 +13,20 @@ import tensorflow as tf
 from spair_tf import metrics
 
 
-def detect_batches(model, images, batch_size=32, mode="mean"):
+def detect_batches(model, images, batch_size=32, mode="mean", xla=False):
     """Runs `model.detect` over uint8 or float images in batches.
 
     Args:
       model: has `detect(images, mode)`.
       images: [N, H, W, 3] uint8 (0..255) or float in [0, 1].
+      xla: compile `detect` with XLA (`jit_compile`), once per batch shape (at most two: the
+        full batches and the last one). The same detections, ≈ 2–3× faster on CPU
+        (BUILD_NOTES.md, "XLA").
     Returns:
       (pred_boxes, pred_scores, pred_counts): per-image lists of [K_i, 4] and [K_i]
       numpy arrays of the valid detections, and int [N] counts.
     """
-    detect = _compiled_detect(model, mode)
+    detect = _compiled_detect(model, mode, xla)
     boxes, scores, counts = [], [], []
     for start in range(0, len(images), batch_size):
         batch = images[start:start + batch_size]
@@ -37,22 +40,29 @@ def detect_batches(model, images, batch_size=32, mode="mean"):
     return boxes, scores, np.concatenate(counts) if counts else np.zeros(0, np.int64)
 
 
-def _compiled_detect(model, mode):
+def _compiled_detect(model, mode, xla=False):
+    """model.detect in a tf.function, cached on the model per (mode, xla).
+
+    XLA needs static shapes, so the compiled version is traced per batch shape; the graph
+    version relaxes the shapes (one trace for every batch size).
+    """
     cache = model.__dict__.setdefault("_spair_tf_detect_fns", {})
-    if mode not in cache:
-        cache[mode] = tf.function(lambda x: model.detect(x, mode=mode),
-                                  reduce_retracing=True)
-    return cache[mode]
+    key = (mode, bool(xla))
+    if key not in cache:
+        detect = lambda x: model.detect(x, mode=mode)  # noqa: E731
+        cache[key] = (tf.function(detect, jit_compile=True) if xla
+                      else tf.function(detect, reduce_retracing=True))
+    return cache[key]
 
 
-def evaluate(model, data, batch_size=32, mode="mean", max_images=None):
+def evaluate(model, data, batch_size=32, mode="mean", max_images=None, xla=False):
     """Every metric of §3 for `model` on a `datasets.Scattered` set.
 
     Returns a dict: "AP", "AP_at" (paper protocol, §3.1), "AP_corrected", "AP_coco" (§3.2),
     "count_abs_error", "count_01_error" (§3.3), "mode", "n_images".
     """
     n = len(data.images) if max_images is None else min(max_images, len(data.images))
-    boxes, scores, counts = detect_batches(model, data.images[:n], batch_size, mode)
+    boxes, scores, counts = detect_batches(model, data.images[:n], batch_size, mode, xla)
     result = metrics.evaluate_detections(boxes, scores, data.gt_boxes_list()[:n],
                                          pred_counts=counts, batch_size=batch_size)
     result.update(mode=mode, n_images=int(n))

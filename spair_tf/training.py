@@ -339,7 +339,8 @@ class Trainer:
                     if best:
                         self.checkpoint.restore(best).expect_partial()
                     results["test"] = evaluation.evaluate(self.model, test_data,
-                                                          eval_batch_size, eval_mode)
+                                                          eval_batch_size, eval_mode,
+                                                          xla=config.xla)
                 io_utils.atomic_write_json(os.path.join(self.model_dir, "results.json"),
                                            results)
             # Workers leave together (one that exits early looks like a crash to the others).
@@ -382,7 +383,7 @@ class Trainer:
             result = None
             if self.is_chief:
                 result = evaluation.evaluate(self.model, val_data, batch_size, mode,
-                                             max_images=max_images)
+                                             max_images=max_images, xla=self.config.xla)
             ap = float(self._from_chief(tf.constant(result["AP"] if result else 0.0,
                                                     tf.float64)))
             improved = ap > float(self.best_ap.numpy())

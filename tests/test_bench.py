@@ -185,7 +185,7 @@ def test_cli_forward_section_writes_json_with_the_command(tmp_path):
     result = json.loads(path.read_text())
     assert result["command"].startswith("python -m spair_tf.bench --sections=forward")
     (run,) = result["forward"]["runs"]
-    assert run["image_size"] == 24 and run["cells"] == 4
+    assert run["image_size"] == 24 and run["cells"] == 4 and run["xla"]
     assert run["best_s"] == min(run["times_s"]) > 0
     assert run["peak_rss_bytes"] >= run["baseline_rss_bytes"] > 0
     assert result["forward"]["all_within_memory_limit"]
