@@ -385,6 +385,25 @@ def count_01_error(pred_counts, true_counts):
     return float(np.mean(pred != true))
 
 
+def count_confusion(pred_counts, true_counts):
+    """How often each true count was predicted as each count: {"n": {"m": images}}.
+
+    Keys are strings (JSON); only the (n, m) pairs that occur are listed. The diagonal is
+    what count_01_error misses: e.g. AIR's own task reads off which counts it confuses.
+    """
+    pred = _as_counts(pred_counts, "pred_counts")
+    true = _as_counts(true_counts, "true_counts")
+    if pred.shape != true.shape:
+        raise ValueError(f"pred_counts has {pred.size} entries but true_counts has "
+                         f"{true.size}; give one count per image.")
+    table = {}
+    for n, m in zip(true.tolist(), pred.tolist()):
+        row = table.setdefault(str(int(n)), {})
+        row[str(int(m))] = row.get(str(int(m)), 0) + 1
+    return {n: dict(sorted(row.items(), key=lambda kv: int(kv[0])))
+            for n, row in sorted(table.items(), key=lambda kv: int(kv[0]))}
+
+
 def evaluate_detections(pred_boxes, pred_scores, gt_boxes, pred_counts=None,
                         iou_thresholds=DEFAULT_IOU_THRESHOLDS, batch_size=32):
     """Every metric of SPAIR_SPEC §3 on one set of detections.
@@ -397,7 +416,8 @@ def evaluate_detections(pred_boxes, pred_scores, gt_boxes, pred_counts=None,
 
     Returns:
       {"AP", "AP_at" (paper protocol), "AP_corrected", "AP_coco",
-       "count_abs_error", "count_01_error"}; AP values are fractions in [0, 1].
+       "count_abs_error", "count_01_error", "count_confusion"}; AP values are fractions in
+      [0, 1].
     """
     paper = average_precision(pred_boxes, pred_scores, gt_boxes, iou_thresholds,
                               "paper", batch_size)
@@ -416,4 +436,5 @@ def evaluate_detections(pred_boxes, pred_scores, gt_boxes, pred_counts=None,
         "AP_coco": coco["AP"],
         "count_abs_error": count_abs_error(pred_counts, true_counts),
         "count_01_error": count_01_error(pred_counts, true_counts),
+        "count_confusion": count_confusion(pred_counts, true_counts),
     }

@@ -391,7 +391,8 @@ class Trainer:
                 self.best_ap.assign(ap)
                 self.best_step.assign(step)
             if self.is_chief:
-                history.append({"step": step, **_scalars(result)})
+                history.append({"step": step, **_scalars(result),
+                                "count_confusion": result.get("count_confusion")})
                 io_utils.atomic_write_json(self._history_path(), history)
                 with writer.as_default(step=step):
                     for name, value in _scalars(result).items():

@@ -342,12 +342,28 @@ def test_count_errors_closed_form():
     assert metrics.count_01_error(pred, true) == pytest.approx(3 / 5)
 
 
+def test_count_confusion_tallies_true_against_predicted():
+    pred, true = [3, 5, 5, 0, 2, 5], [3, 4, 7, 0, 1, 4]
+    assert metrics.count_confusion(pred, true) == {
+        "0": {"0": 1}, "1": {"2": 1}, "3": {"3": 1}, "4": {"5": 2}, "7": {"5": 1}}
+    rng = np.random.default_rng(0)
+    pred, true = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
+    table = metrics.count_confusion(pred, true)
+    dense = np.zeros((4, 4), int)
+    np.add.at(dense, (true, pred), 1)                               # independent tally
+    for n in range(4):
+        for m in range(4):
+            assert table.get(str(n), {}).get(str(m), 0) == dense[n, m]
+    with pytest.raises(ValueError, match="one count per image"):
+        metrics.count_confusion([1, 2], [1])
+
+
 def test_evaluate_detections_combines_protocols_and_counts():
     rng = np.random.default_rng(4)
     preds, scores, gts = random_detection_set(rng, max_images=40)
     result = metrics.evaluate_detections(preds, scores, gts)
     assert set(result) == {"AP", "AP_at", "AP_corrected", "AP_coco", "count_abs_error",
-                           "count_01_error"}
+                           "count_01_error", "count_confusion"}
     assert result["AP"] == metrics.average_precision(preds, scores, gts)["AP"]
     assert result["AP_corrected"] == metrics.average_precision(
         preds, scores, gts, protocol="corrected")["AP"]

@@ -157,7 +157,10 @@ def test_smoke_tiny_spair_loss_falls_and_detects_digits(smoke_run):
     final = results["val_history"][-1]
     assert final["step"] == SMOKE_STEPS
     assert final["AP"] > 0.0 and final["count_abs_error"] < 1.0, final
+    # The count confusion is recorded at every evaluation: one row per true count (all 1).
+    assert list(final["count_confusion"]) == ["1"], final["count_confusion"]
     assert results["test"]["AP"] > 0.0
+    assert sum(results["test"]["count_confusion"]["1"].values()) == results["test"]["n_images"]
     with open(os.path.join(smoke_run["dir"], "results.json")) as f:
         assert json.load(f)["steps"] == SMOKE_STEPS
 
