@@ -338,8 +338,17 @@ class SeparateHeads(keras.layers.Layer):
         super().__init__(**kwargs)
         self.sizes = tuple(int(n) for n in sizes)
         self.hidden_units = int(hidden_units)
-        self.heads = [mlp((self.hidden_units,), n, activation="relu", name=f"head_{k}")
-                      for k, n in enumerate(self.sizes)]
+        # One attribute per head: a Python list would become a Keras TrackedList, which
+        # tf.train.Checkpoint does not see (the heads would be missing from the model's
+        # checkpoint; tests/test_air.py restores every variable from one).
+        for k, n in enumerate(self.sizes):
+            setattr(self, f"head_{k}",
+                    mlp((self.hidden_units,), n, activation="relu", name=f"head_{k}"))
+
+    @property
+    def heads(self):
+        """The heads, in output order."""
+        return [getattr(self, f"head_{k}") for k in range(len(self.sizes))]
 
     def build(self, input_shape):
         for head in self.heads:

@@ -44,15 +44,27 @@ class Backbone(keras.layers.Layer):
         super().__init__(**kwargs)
         self.filters = filters
         self.n_features = n_features
-        self.strided = [
-            keras.layers.Conv2D(filters, self.KERNEL_SIZE, strides=s, padding="valid",
-                                activation="relu", name=f"conv_{k}")
-            for k, s in enumerate(self.STRIDES)]
-        self.pointwise = [
-            keras.layers.Conv2D(filters, 1, activation="relu", name="pointwise_0"),
-            keras.layers.Conv2D(filters, 1, activation="relu", name="pointwise_1"),
-            keras.layers.Conv2D(n_features, 1, name="pointwise_out"),
-        ]
+        # One attribute per convolution: a Python list would become a Keras TrackedList,
+        # which tf.train.Checkpoint does not see (tests/test_model.py restores every weight).
+        for k, s in enumerate(self.STRIDES):
+            setattr(self, f"conv_{k}",
+                    keras.layers.Conv2D(filters, self.KERNEL_SIZE, strides=s, padding="valid",
+                                        activation="relu", name=f"conv_{k}"))
+        self.pointwise_0 = keras.layers.Conv2D(filters, 1, activation="relu",
+                                               name="pointwise_0")
+        self.pointwise_1 = keras.layers.Conv2D(filters, 1, activation="relu",
+                                               name="pointwise_1")
+        self.pointwise_out = keras.layers.Conv2D(n_features, 1, name="pointwise_out")
+
+    @property
+    def strided(self):
+        """The three strided 4×4 convolutions, in order."""
+        return [getattr(self, f"conv_{k}") for k in range(len(self.STRIDES))]
+
+    @property
+    def pointwise(self):
+        """The 1×1 convolutions, in order."""
+        return [self.pointwise_0, self.pointwise_1, self.pointwise_out]
 
     def build(self, input_shape):
         shape = (None, None, None, input_shape[-1])

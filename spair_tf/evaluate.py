@@ -38,8 +38,18 @@ def restore_model(model_dir, which="best", image_shape=(48, 48, 3)):
     if path is None:
         raise ValueError(f"no {which} checkpoint in {directory!r}: train a model there first "
                          "(python -m spair_tf.train --model_dir=...).")
+    # The training layout (model + optimizer): checkpoints written before session 5 reach
+    # the backbone's convolutions and AIR's separate heads only through the optimizer's
+    # variable list (a Keras list of layers was invisible to tf.train.Checkpoint), so the
+    # optimizer is built too; its values are not used.
+    from spair_tf.config import TrainConfig
+    from spair_tf.training import make_optimizer
+
+    optimizer = make_optimizer(TrainConfig())
+    optimizer.build(model.trainable_variables)
     try:
-        tf.train.Checkpoint(model=model).restore(path).expect_partial().assert_existing_objects_matched()
+        tf.train.Checkpoint(model=model, optimizer=optimizer).restore(path).expect_partial() \
+            .assert_existing_objects_matched()
     except (AssertionError, ValueError) as error:
         raise ValueError(f"checkpoint {path} does not match the model the flags describe; "
                          "pass the --flagfile it was trained with.") from error

@@ -565,3 +565,27 @@ def test_decoder_noise_is_added_to_the_logits_in_sampled_passes_only():
                            clean.infer(images, mode="train", noise=noise)["canvas"].numpy())
     np.testing.assert_allclose(noisy.infer(images, mode="mean")["canvas"].numpy(),
                                clean.infer(images, mode="mean")["canvas"].numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("model_name, where_heads", [("air", "shared"), ("air", "separate"),
+                                                     ("dair", "separate")])
+def test_a_model_checkpoint_restores_every_weight(tmp_path, model_name, where_heads):
+    """Every variable is reachable from the model in tf.train.Checkpoint's object graph.
+
+    Trainer's checkpoint also holds the optimizer, whose variable list restores training
+    either way; evaluate/export restore the model alone, so a layer the model does not
+    track (a Keras list of layers did exactly that) would come back untrained.
+    """
+    config = small_config(model=model_name, max_steps=2, where_heads=where_heads)
+    trained = AIR(config, (8, 8, 3), seed=0)
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(trained.trainable_variables)
+    for v in trained.trainable_variables:
+        v.assign(tf.random.stateless_normal(v.shape, seed=(len(v.path), 3)))
+    path = tf.train.Checkpoint(model=trained, optimizer=optimizer).save(str(tmp_path / "ck"))
+    fresh = AIR(config, (8, 8, 3), seed=1)
+    tf.train.Checkpoint(model=fresh).restore(path).expect_partial() \
+        .assert_existing_objects_matched()
+    assert len(fresh.trainable_variables) == len(trained.trainable_variables)
+    for a, b in zip(trained.trainable_variables, fresh.trainable_variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
