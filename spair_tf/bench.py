@@ -405,15 +405,8 @@ def matmul_rate(size=2048, repeats=10):
 
 
 def _build_trainer(batch_size, image_size, global_step, model_dir, seed=0):
-    import tensorflow as tf
-
-    from spair_tf.config import SpairConfig, TrainConfig
-    from spair_tf.model import SPAIR
-    from spair_tf.training import Trainer
-
-    tf.keras.utils.set_random_seed(seed)
-    trainer = Trainer(lambda: SPAIR(SpairConfig()), TrainConfig(batch_size=batch_size, seed=seed),
-                      model_dir, image_shape=(image_size, image_size, 3))
+    """SPAIR's Trainer (its defaults) with its global step set to `global_step`."""
+    trainer = _build_model_trainer("spair", batch_size, image_size, None, model_dir, seed)
     trainer.step.assign(global_step)
     return trainer
 

@@ -106,15 +106,7 @@ def test_two_digit_positions_follow_sequential_rejection_sampling():
                       if len(_square_pixels(*p1, 4, 4) & _square_pixels(*p2, 4, 4)) <= 8]
         for p2 in acceptable:
             expected[(p1, p2)] = 1.0 / 25 / len(acceptable)
-    observed = {}
-    for (y1, x1), (y2, x2) in zip(out["positions"][:, 0], out["positions"][:, 1]):
-        key = ((int(y1), int(x1)), (int(y2), int(x2)))
-        assert key in expected, key
-        observed[key] = observed.get(key, 0) + 1
-    keys = sorted(expected)
-    f_obs = np.array([observed.get(k, 0) for k in keys], np.float64)
-    f_exp = np.array([expected[k] for k in keys]) * n_images
-    assert stats.chisquare(f_obs, f_exp).pvalue > 1e-3
+    _assert_pair_positions_follow(out, expected, n_images)
 
 
 # ------------------------------------------------------------------------------------------
@@ -443,15 +435,7 @@ def test_ink_rule_two_digit_positions_follow_sequential_rejection_sampling():
             expected[(p1, p2)] = 1.0 / 16 / len(acceptable)
     # Some accepted pairs have overlapping ink boxes (not just touching ones).
     assert any(abs(p1[0] - p2[0]) < 3 and abs(p1[1] - p2[1]) < 3 for p1, p2 in expected)
-    observed = {}
-    for (y1, x1), (y2, x2) in zip(out["positions"][:, 0], out["positions"][:, 1]):
-        key = ((int(y1), int(x1)), (int(y2), int(x2)))
-        assert key in expected, key
-        observed[key] = observed.get(key, 0) + 1
-    keys = sorted(expected)
-    f_obs = np.array([observed.get(k, 0) for k in keys], np.float64)
-    f_exp = np.array([expected[k] for k in keys]) * n_images
-    assert stats.chisquare(f_obs, f_exp).pvalue > 1e-3
+    _assert_pair_positions_follow(out, expected, n_images)
 
 
 def test_ink_rule_impossible_requests_raise(pool28):
@@ -490,3 +474,19 @@ def test_frame_area_is_the_default_rule(pool):
                                overlap_rule="frame_area")
     for key in a:
         np.testing.assert_array_equal(a[key], b[key])
+
+
+def _assert_pair_positions_follow(out, expected, n_images):
+    """The (first, second) top-left pairs of 2-digit images follow `expected` (chi-square).
+
+    expected: {((y1, x1), (y2, x2)): probability}; a pair outside it fails at once.
+    """
+    observed = {}
+    for (y1, x1), (y2, x2) in zip(out["positions"][:, 0], out["positions"][:, 1]):
+        key = ((int(y1), int(x1)), (int(y2), int(x2)))
+        assert key in expected, key
+        observed[key] = observed.get(key, 0) + 1
+    keys = sorted(expected)
+    f_obs = np.array([observed.get(k, 0) for k in keys], np.float64)
+    f_exp = np.array([expected[k] for k in keys]) * n_images
+    assert stats.chisquare(f_obs, f_exp).pvalue > 1e-3
