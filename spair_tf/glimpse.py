@@ -60,6 +60,22 @@ def interpolation_matrix(coords, n_in: int, outside: str = "clamp"):
     return tf.nn.relu(1.0 - tf.abs(coords[..., None] - index))  # [..., n_out, n_in]
 
 
+def interpolation_matrix_gradient(coords, d_weights):
+    """The gradient with respect to `coords` of `interpolation_matrix(coords, n_in, "zero")`.
+
+    Args:
+      coords: [..., n_out]; d_weights: [..., n_out, n_in], the gradient of the weights.
+    Returns:
+      [..., n_out]: Σ_i d_weights[..., i]·∂max(0, 1 − |coord − i|)/∂coord, where the
+      derivative is −sign(coord − i) inside the tap (|coord − i| < 1) and 0 elsewhere, as
+      TF differentiates the weights (sign(0) = 0, relu'(0) = 0).
+    """
+    index = tf.range(d_weights.shape[-1], dtype=coords.dtype)
+    offset = coords[..., None] - index                                # [..., n_out, n_in]
+    slope = tf.where(tf.abs(offset) < 1.0, -tf.sign(offset), tf.zeros_like(offset))
+    return tf.reduce_sum(d_weights * slope, -1)
+
+
 def _split_boxes(boxes, dtype):
     boxes = tf.convert_to_tensor(boxes, dtype=dtype)
     if boxes.shape.rank is not None and (boxes.shape.rank < 2 or boxes.shape[-1] != 4):

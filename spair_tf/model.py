@@ -87,12 +87,28 @@ class SPAIR(keras.Model):
         self.built = True
 
     # ---------------------------------------------------------------------------------
-    def encode(self, images, step=0, mode="train"):
-        """Latents of every cell: a dict of [B, H, W, d] tensors (see CellEncoder.call)."""
+    @property
+    def stem(self):
+        """The layer `Trainer` runs outside the XLA cluster of the loss: the backbone.
+
+        Its strided convolutions and their gradients run faster as TF's own (oneDNN) kernels
+        than compiled by XLA on CPU (BUILD_NOTES, "Benchmarks"); the rest of the loss gains
+        from XLA. The Trainer computes `features = stem(images)` and passes them to
+        `compute_loss(..., features=features)`.
+        """
+        return self.backbone
+
+    def encode(self, images, step=0, mode="train", features=None):
+        """Latents of every cell: a dict of [B, H, W, d] tensors (see CellEncoder.call).
+
+        features: the backbone's output [B, H, W, F] for these images, if already computed
+        (see `stem`); None computes it.
+        """
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: expected one of {MODES}.")
         images = validate_images(images)
-        features = self.backbone(images)                             # [B, H, W, F]
+        if features is None:
+            features = self.backbone(images)                         # [B, H, W, F]
         shape = tf.shape(features)
         cells = shape[:3]
         a = self.config.n_what
@@ -150,13 +166,15 @@ class SPAIR(keras.Model):
         return tf.stack([(centre_y - height / 2) / extent[0], (centre_x - width / 2) / extent[1],
                          height / extent[0], width / extent[1]], axis=-1)
 
-    def call(self, images, step=0, mode="train"):
-        z = self.encode(images, step, mode)
+    def call(self, images, step=0, mode="train", features=None):
+        z = self.encode(images, step, mode, features=features)
         return {**z, "reconstruction": self.decode(z, images)}
 
     # ---------------------------------------------------------------------------------
-    def compute_loss(self, images, step, training=True):
+    def compute_loss(self, images, step, training=True, features=None):
         """Negative ELBO of §1.9, batch mean, and each of its terms.
+
+        features: the backbone's output for `images` if already computed (`stem`).
 
         Returns (loss, terms) with terms: "reconstruction" (summed BCE), "kl_where",
         "kl_what", "kl_depth" (Normal KLs on pre-squash values weighted by the cell's
@@ -165,7 +183,8 @@ class SPAIR(keras.Model):
         """
         c = self.config
         step = tf.convert_to_tensor(step)
-        out = self(images, step=step, mode="train" if training else "paper")
+        out = self(images, step=step, mode="train" if training else "paper",
+                   features=features)
         x, x_out = images, out["reconstruction"]
         bce = -(x * tf.math.log(tf.maximum(x_out, BCE_EPS))
                 + (1.0 - x) * tf.math.log(tf.maximum(1.0 - x_out, BCE_EPS)))

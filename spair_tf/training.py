@@ -155,9 +155,14 @@ class Trainer:
             self.checkpoint, os.path.join(self._write_dir, "best"), max_to_keep=1)
         self._restored = False
         # The loss and its gradient in one XLA cluster where config.xla (TrainConfig); the
-        # all-reduce, clipping, noise and Adam around it stay ordinary TF ops.
+        # all-reduce, clipping, noise and Adam around it stay ordinary TF ops. A model's
+        # `stem` (SPAIR's backbone), if it has one, runs before the cluster as ordinary TF
+        # ops: its convolutions are faster there on CPU (BUILD_NOTES, "Benchmarks").
+        self._stem = getattr(self.model, "stem", None) if config.xla else None
         self._loss_and_grads = tf.function(self._replica_loss_and_grads,
                                            jit_compile=config.xla)
+        self._head_loss_and_grads = tf.function(self._replica_head_loss_and_grads,
+                                                jit_compile=True)
         self._compute_update = tf.function(self._distributed_update)
         self._apply_update = tf.function(self._distributed_apply)
         self._from_chief = tf.function(self._broadcast_from_chief)
@@ -209,7 +214,11 @@ class Trainer:
         """
         config, variables = self.config, self.model.trainable_variables
         n_replicas = self.strategy.num_replicas_in_sync
-        loss, terms, grads = self._loss_and_grads(images, tf.identity(self.step))
+        step = tf.identity(self.step)
+        if self._stem is None:
+            loss, terms, grads = self._loss_and_grads(images, step)
+        else:
+            loss, terms, grads = self._stem_then_loss_and_grads(images, step)
         # A variable the loss does not reach gets a zero update (Adam leaves it unchanged).
         grads = [tf.zeros_like(v) if g is None else tf.convert_to_tensor(g)
                  for g, v in zip(grads, variables)]
@@ -231,6 +240,38 @@ class Trainer:
             loss, terms = self.model.compute_loss(images, step, training=True)
             scaled = loss / tf.cast(n_replicas, loss.dtype)
         return loss, terms, tape.gradient(scaled, self.model.trainable_variables)
+
+    def _stem_then_loss_and_grads(self, images, step):
+        """As `_replica_loss_and_grads`, with the model's stem outside the XLA cluster.
+
+        features = stem(images) runs as ordinary TF ops under a tape; the cluster returns
+        the gradient with respect to the features beside the other variables', and the
+        stem's gradients are the tape's vector-Jacobian product with it: the same
+        gradients as differentiating the whole loss at once (tests/test_training.py).
+        """
+        stem_variables = self._stem.trainable_variables
+        with tf.GradientTape() as tape:
+            features = self._stem(images)
+        loss, terms, d_features, head_grads = self._head_loss_and_grads(images, features, step)
+        stem_grads = tape.gradient(features, stem_variables, output_gradients=d_features)
+        by_id = {id(v): g for v, g in zip(stem_variables, stem_grads)}
+        head_grads = iter(head_grads)
+        grads = [by_id[id(v)] if id(v) in by_id else next(head_grads)
+                 for v in self.model.trainable_variables]
+        return loss, terms, grads
+
+    def _replica_head_loss_and_grads(self, images, features, step):
+        """(loss, terms, d(loss / replicas)/d features, gradients of the non-stem variables)."""
+        n_replicas = self.strategy.num_replicas_in_sync
+        stem = {id(v) for v in self._stem.trainable_variables}
+        head_variables = [v for v in self.model.trainable_variables if id(v) not in stem]
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            loss, terms = self.model.compute_loss(images, step, training=True,
+                                                  features=features)
+            scaled = loss / tf.cast(n_replicas, loss.dtype)
+        grads = tape.gradient(scaled, [features] + head_variables)
+        return loss, terms, grads[0], grads[1:]
 
     def _distributed_update(self, images):
         """strategy.run of _replica_update: (per-replica grads, the loss terms)."""

@@ -217,6 +217,32 @@ def test_restart_after_crash_between_commit_and_best_copy(smoke_run, tmp_path):
 # ------------------------------------------------------------------------------------------
 # Distribution strategies
 
+def test_xla_step_with_the_backbone_outside_the_cluster_gives_the_tape_gradients(tmp_path):
+    """With xla, the backbone runs as TF ops and the rest of the loss as one XLA cluster; the
+    gradients are those of a plain tape over the whole loss (§1.11)."""
+    config = TrainConfig(batch_size=8, clip_norm=0.0, gradient_noise=False, xla=True)
+    trainer = Trainer(lambda: SPAIR(SpairConfig(**TINY), fixed_noise=True), config,
+                      str(tmp_path), image_shape=(24, 24, 3))
+    assert trainer._stem is trainer.model.backbone
+    trainer.step.assign(10_000)
+    images = tf.constant(_one_digit_images("train", 8).images, tf.float32) / 255.0
+    with tf.GradientTape() as tape:
+        loss, _ = trainer.model.compute_loss(images, tf.constant(10_000, tf.int64))
+    variables = trainer.model.trainable_variables
+    reference = [g.numpy() for g in tape.gradient(loss, variables)]
+    (grads,), terms = trainer.gradients(images)
+    np.testing.assert_allclose(terms["loss"], loss.numpy(), rtol=1e-5)
+    assert len(grads) == len(reference) == len(variables)
+    stem = {id(v) for v in trainer.model.backbone.trainable_variables}
+    assert 0 < len(stem) < len(variables)
+    for variable, got, want in zip(variables, grads, reference):
+        assert got.shape == want.shape, variable.path
+        scale = float(np.abs(want).max())
+        assert scale > 0, variable.path
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * scale,
+                                   err_msg=variable.path)
+
+
 def _mirrored_equivalence(out_path):
     """Subprocess: one device vs MirroredStrategy over 2 logical CPUs, on one batch."""
     cpu = tf.config.list_physical_devices("CPU")[0]
