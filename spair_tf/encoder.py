@@ -86,6 +86,11 @@ def neighbour_sources(table, grid_h, grid_w, depth):
     return tf.reshape(sources, [n_steps, n_slots, 4]), positions
 
 
+# Static step counts up to this are unrolled into straight-line code (the wavefront over a
+# 48×48 crop has 10 steps, over an 84×84 image 19); longer schedules run as a while loop.
+UNROLL_MAX_STEPS = 24
+
+
 # Each visiting order: its table, its number of steps T(H, W) and the largest lag K(W)
 # between a cell and its neighbours ((i−1, j−1) is 3 wavefront steps back, W + 1 raster
 # steps back; without lateral connections nothing is read). T and K are Python ints for a
@@ -215,10 +220,18 @@ class CellEncoder(keras.layers.Layer):
             history = tf.concat([cell["object_vector"][None], history[:-1]], 0)
             return t + 1, history, packed.write(t, cell["packed"])
 
-        _, _, packed = tf.while_loop(
-            lambda t, *_: t < tf.shape(table)[0], body,
-            (tf.constant(0), history, packed), parallel_iterations=1,
-            maximum_iterations=n_steps)
+        if n_steps is not None and n_steps <= UNROLL_MAX_STEPS:
+            # Unrolled: straight-line code that XLA fuses across steps, and a backward pass
+            # without the loop's stacks of saved intermediates (BUILD_NOTES, "Benchmarks").
+            state = (history, packed)
+            for t in range(n_steps):
+                _, *state = body(t, *state)
+            packed = state[1]
+        else:
+            _, _, packed = tf.while_loop(
+                lambda t, *_: t < tf.shape(table)[0], body,
+                (tf.constant(0), history, packed), parallel_iterations=1,
+                maximum_iterations=n_steps)
 
         outputs = tf.gather(tf.reshape(packed.stack(), [-1, batch, self.n_outputs]),
                             positions)                               # [N, B, D]

@@ -263,6 +263,10 @@ def cell_glimpses(pixels, centre, size, rows, cols, object_size: int = 14, cell_
     weights_x = interpolation_matrix(local[:, :, 1], window[1], outside="zero")
     # weights_y: [n, B, S, window_h]; weights_x: [n, B, S, window_w]
 
+    if window == list(pixels.shape[0:2]):  # the window is the whole image (48×48 crops):
+        # every cell reads all of it, so contract with the image itself, not n gathered copies
+        rows_sampled = tf.einsum("nbyh,hwbc->nbywc", weights_y, pixels)
+        return tf.einsum("nbywc,nbxw->nbyxc", rows_sampled, weights_x)
     row_ids = tf.clip_by_value(offset[:, :1] + tf.range(window[0])[None], 0, shape[0] - 1)
     col_ids = tf.clip_by_value(offset[:, 1:] + tf.range(window[1])[None], 0, shape[1] - 1)
     ids = tf.stack(tf.meshgrid(tf.range(tf.shape(rows)[0]), tf.range(window[0]),

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from spair_tf import encoder as encoder_lib
 from spair_tf import glimpse
 from spair_tf.backbone import Backbone
 from spair_tf.config import SpairConfig
@@ -111,6 +112,46 @@ def test_wavefront_order_equals_raster_order(image_size):
     assert not np.allclose(changed[:, 2, 1], wave["pres_logit"][:, 2, 1])
     np.testing.assert_array_equal(changed[:, 0], wave["pres_logit"][:, 0])
     np.testing.assert_array_equal(changed[:, 1, 0], wave["pres_logit"][:, 1, 0])
+
+
+def test_unrolled_steps_equal_the_while_loop(monkeypatch):
+    """Static schedules of up to UNROLL_MAX_STEPS steps are unrolled (48×48: 10 steps); the
+    outputs and gradients are those of the while loop (compiled graphs of both)."""
+    tf.keras.utils.set_random_seed(5)
+    config = SpairConfig(n_what=6, encoder_units=(16,), hidden_units=(16,), n_features=8,
+                         backbone_filters=8)
+    images = tf.random.uniform((3, 48, 48, 3))
+    features = Backbone(8, 8)(images)
+    encoder = CellEncoder(config)
+    noise = _noise(features.shape[:3], config.n_what, seed=6)
+    step = tf.constant(5000, tf.int64)
+    encoder(images, features=features, noise=noise, step=step)
+    weights = {k: tf.random.stateless_normal(v.shape, (7, i)) for i, (k, v) in enumerate(
+        encoder(images, features=features, noise=noise, step=step).items())}
+
+    @tf.function
+    def run(features):
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            out = encoder(images, features=features, noise=noise, step=step)
+            value = tf.add_n([tf.reduce_sum(out[k] * w) for k, w in weights.items()])
+        return out, tape.gradient(value, [features] + encoder.trainable_variables)
+
+    assert 2 * (4 - 1) + 4 <= encoder_lib.UNROLL_MAX_STEPS
+    unrolled = run(features)
+    graph = run.get_concrete_function(features).graph
+    assert not any(op.type in ("While", "StatelessWhile") for op in graph.get_operations())
+    monkeypatch.setattr(encoder_lib, "UNROLL_MAX_STEPS", 0)
+    run_loop = tf.function(run.python_function)
+    looped = run_loop(features)
+    graph = run_loop.get_concrete_function(features).graph
+    assert any(op.type in ("While", "StatelessWhile") for op in graph.get_operations())
+    for name in unrolled[0]:
+        np.testing.assert_allclose(unrolled[0][name].numpy(), looped[0][name].numpy(),
+                                   rtol=1e-5, atol=1e-5, err_msg=name)
+    for got, want in zip(unrolled[1], looped[1]):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4,
+                                   atol=1e-5 * float(np.abs(want.numpy()).max()))
 
 
 def test_cell_glimpses_equal_full_image_glimpses():

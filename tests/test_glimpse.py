@@ -261,8 +261,12 @@ def cell_arguments(boxes, height, width):
 
 
 @pytest.mark.parametrize("height,width,kwargs", [
+    # Up to 84×84 the window is the whole image (no gather); beyond, on either axis, a
+    # window is gathered per cell.
+    (48, 48, {}),
     (50, 38, {}),
     (84, 84, {}),
+    (100, 50, {}),
     (130, 100, {}),
     (37, 61, dict(offset_range=(-0.5, -0.4999), size_range=(1.0, 1.0))),
     (37, 61, dict(offset_range=(1.4999, 1.5), size_range=(1.0, 1.0))),
