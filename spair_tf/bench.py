@@ -351,9 +351,11 @@ def flop_terms(model, batch, height, width):
         terms.append(FlopTerm("renderer", "render_dense/columns", macs, 2, macs))
         macs = batch * grid_h * grid_w * height * width * maps * size
         terms.append(FlopTerm("renderer", "render_dense/rows", macs, 2, macs))
-        # The sums over sprites: Σα'·Ro, Σγ'α'·Ro (C each), Σα'·r, Σγ'α'·r, the coverage count.
-        macs = batch * grid_h * grid_w * height * width * (2 * channels + 3)
-        terms.append(FlopTerm("renderer", "render_dense/sums", macs, 2, macs))
+        # The sums over sprites (Σα'·Ro, Σγ'α'·Ro, ...) are elementwise products and a
+        # reduction, not counted; the coverage count is an einsum of two step functions,
+        # which have no gradient.
+        macs = batch * grid_h * grid_w * height * width
+        terms.append(FlopTerm("renderer", "render_dense/coverage", macs, 0, macs))
         return terms
     n = glimpse.cell_window(c.cell_size, c.anchor_size, size)
     pairs_h, pairs_w = _block_pairs(grid_h, n), _block_pairs(grid_w, n)
@@ -684,17 +686,22 @@ def _cotangents(outputs, seed):
             for k, t in enumerate(_floating(outputs))]
 
 
-def _time_piece(name, forward, inputs, variables, n_sources, flops, repeats, number):
-    """Forward and forward+backward times of one piece; backward = their difference."""
+def _time_piece(name, forward, inputs, variables, n_sources, flops, repeats, number,
+                xla=False):
+    """Forward and forward+backward times of one piece; backward = their difference.
+
+    xla: compile the piece with XLA (as the training step compiles it) or as a graph.
+    """
     import tensorflow as tf
 
-    fwd = tf.function(forward)
+    fwd = tf.function(forward, jit_compile=xla)
     outputs = fwd(*inputs)
     fwd_t = best_time(fwd, inputs, repeats, number)
-    entry = {"piece": name, "forward_s": fwd_t.best_s, "forward_cpu_s": fwd_t.best_cpu_s,
+    entry = {"piece": name, "compiled": "xla" if xla else "graph",
+             "forward_s": fwd_t.best_s, "forward_cpu_s": fwd_t.best_cpu_s,
              "forward_flops": flops.get("forward", 0), "backward_flops": flops.get("backward", 0)}
     if n_sources is not None:
-        both = tf.function(_with_backward(forward, variables, n_sources))
+        both = tf.function(_with_backward(forward, variables, n_sources), jit_compile=xla)
         both_t = best_time(both, tuple(inputs) + (_cotangents(outputs, 7),), repeats, number)
         entry.update({"forward_backward_s": both_t.best_s,
                       "forward_backward_cpu_s": both_t.best_cpu_s,
@@ -710,6 +717,8 @@ def _time_piece(name, forward, inputs, variables, n_sources, flops, repeats, num
 def profile_train_step(trainer, images, repeats=5, number=3, rate=None, trace_steps=3):
     """The training step cut into separately compiled pieces, and the TF profiler's trace.
 
+    Each piece is compiled as the step compiles it: with `TrainConfig.xla`, the model's
+    `stem` (SPAIR's backbone) and the optimizer as graphs, everything else with XLA.
     Pieces (each a tf.function taking its real inputs as arguments, at global step ≥ 1000):
     backbone; encoder (the wavefront loop: glimpses and the four per-cell networks); decode
     (object decoder, sprite transforms and renderer, `SPAIR.decode`) and within it the
@@ -735,9 +744,13 @@ def profile_train_step(trainer, images, repeats=5, number=3, rate=None, trace_st
     load = load_average()
     pieces = []
 
-    def piece(name, forward, inputs, variables, n_sources, piece_flops):
+    xla = bool(trainer.config.xla)
+    stem = getattr(model, "stem", None)
+
+    def piece(name, forward, inputs, variables, n_sources, piece_flops, compiled=None):
         entry, outputs = _time_piece(name, forward, inputs, variables, n_sources,
-                                     piece_flops or {}, repeats, number)
+                                     piece_flops or {}, repeats, number,
+                                     xla=xla if compiled is None else compiled)
         pieces.append(entry)
         return outputs
 
@@ -757,7 +770,8 @@ def profile_train_step(trainer, images, repeats=5, number=3, rate=None, trace_st
     render_args = render_call["args"]
 
     piece("backbone", lambda x: model.backbone(x), (images,),
-          model.backbone.trainable_variables, 0, flops.get("backbone"))
+          model.backbone.trainable_variables, 0, flops.get("backbone"),
+          compiled=xla and stem is not model.backbone)
     encoder_kwargs = encoder_call["kwargs"]  # e.g. hard_pres, as the model passes them
     piece("encoder", lambda f, x, e, t: model.encoder(
               x, **{**encoder_kwargs, "features": f, "noise": e, "step": t}),
@@ -792,7 +806,7 @@ def profile_train_step(trainer, images, repeats=5, number=3, rate=None, trace_st
         optimizer.apply_gradients(zip(gs, variables))
         return tf.linalg.global_norm(gs)
 
-    piece("optimizer (clip, noise, Adam)", update, (grads, step), [], None, {})
+    piece("optimizer (clip, noise, Adam)", update, (grads, step), [], None, {}, compiled=False)
 
     # The whole loss and its gradients (no optimizer), to compare with the pieces' sum.
     piece("model loss (full forward)",
