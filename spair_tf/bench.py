@@ -772,6 +772,10 @@ def profile_train_step(trainer, images, repeats=5, number=3, rate=None, trace_st
     piece("backbone", lambda x: model.backbone(x), (images,),
           model.backbone.trainable_variables, 0, flops.get("backbone"),
           compiled=xla and stem is not model.backbone)
+    if xla and stem is model.backbone:  # why the step keeps it out of the XLA cluster
+        piece("diagnostic: backbone compiled with XLA", lambda x: model.backbone(x),
+              (images,), model.backbone.trainable_variables, 0, flops.get("backbone"),
+              compiled=True)
     encoder_kwargs = encoder_call["kwargs"]  # e.g. hard_pres, as the model passes them
     piece("encoder", lambda f, x, e, t: model.encoder(
               x, **{**encoder_kwargs, "features": f, "noise": e, "step": t}),

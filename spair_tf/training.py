@@ -7,6 +7,9 @@ A model follows this protocol:
         dict name -> scalar tensor, each written to TensorBoard.
     model.detect(images, mode="mean"|"paper") -> dict(boxes [B, K, 4], scores [B, K],
         valid [B, K], counts [B], reconstruction [B, H, W, 3])
+    model.stem (optional): a layer applied to the images first; with `TrainConfig.xla` it
+        runs outside the XLA cluster, and the loss is called as
+        compute_loss(images, step, training=True, features=model.stem(images)).
 
 The loop (§1.11): a `@tf.function` step — Adam on the gradient of the global-batch mean loss,
 all-reduced over replicas, clipped by global norm, plus gradient noise; `tf.train.Checkpoint`

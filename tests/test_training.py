@@ -95,8 +95,8 @@ def test_nan_loss_stops_naming_step_and_terms_without_applying_the_update(tmp_pa
                       image_shape=(24, 24, 3), log_every=1)
     compute_loss = trainer.model.compute_loss
 
-    def poisoned(images, step, training=True):  # NaN from step 3 on
-        loss, terms = compute_loss(images, step, training)
+    def poisoned(images, step, training=True, **kwargs):  # NaN from step 3 on
+        loss, terms = compute_loss(images, step, training, **kwargs)
         return tf.where(step >= 3, tf.constant(math.nan, loss.dtype), loss), terms
 
     trainer.model.compute_loss = poisoned
