@@ -648,7 +648,7 @@ class _PrecomputedModel:
         self.count_prior_log_odds = model.count_prior_log_odds
         self._out = out
 
-    def __call__(self, images, step=0, mode="train"):
+    def __call__(self, images, step=0, mode="train", features=None):
         return self._out
 
 
