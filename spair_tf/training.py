@@ -164,7 +164,7 @@ class Trainer:
         self._stem = getattr(self.model, "stem", None) if config.xla else None
         self._loss_and_grads = tf.function(self._replica_loss_and_grads,
                                            jit_compile=config.xla)
-        self._head_loss_and_grads = tf.function(self._replica_head_loss_and_grads,
+        self._head_loss_and_grads = tf.function(self._replica_loss_and_grads,
                                                 jit_compile=True)
         self._compute_update = tf.function(self._distributed_update)
         self._apply_update = tf.function(self._distributed_apply)
@@ -236,13 +236,25 @@ class Trainer:
             grads = schedules.add_gradient_noise(grads, self.step, seed=config.seed)
         return grads, {**terms, "grad_norm": grad_norm}
 
-    def _replica_loss_and_grads(self, images, step):
-        """(loss, terms, gradient of loss / replicas): the part XLA compiles (config.xla)."""
+    def _replica_loss_and_grads(self, images, step, features=None):
+        """The part XLA compiles (config.xla): the loss and the gradient of loss / replicas.
+
+        Returns (loss, terms, gradients aligned with model.trainable_variables), or, given the
+        stem's `features`, (loss, terms, d features, gradients of the non-stem variables).
+        """
         n_replicas = self.strategy.num_replicas_in_sync
+        variables = self.model.trainable_variables
+        extra = {} if features is None else {"features": features}
         with tf.GradientTape() as tape:
-            loss, terms = self.model.compute_loss(images, step, training=True)
+            if features is not None:
+                tape.watch(features)
+            loss, terms = self.model.compute_loss(images, step, training=True, **extra)
             scaled = loss / tf.cast(n_replicas, loss.dtype)
-        return loss, terms, tape.gradient(scaled, self.model.trainable_variables)
+        if features is None:
+            return loss, terms, tape.gradient(scaled, variables)
+        stem = {id(v) for v in self._stem.trainable_variables}
+        grads = tape.gradient(scaled, [features] + [v for v in variables if id(v) not in stem])
+        return loss, terms, grads[0], grads[1:]
 
     def _stem_then_loss_and_grads(self, images, step):
         """As `_replica_loss_and_grads`, with the model's stem outside the XLA cluster.
@@ -255,26 +267,13 @@ class Trainer:
         stem_variables = self._stem.trainable_variables
         with tf.GradientTape() as tape:
             features = self._stem(images)
-        loss, terms, d_features, head_grads = self._head_loss_and_grads(images, features, step)
+        loss, terms, d_features, head_grads = self._head_loss_and_grads(images, step, features)
         stem_grads = tape.gradient(features, stem_variables, output_gradients=d_features)
         by_id = {id(v): g for v, g in zip(stem_variables, stem_grads)}
         head_grads = iter(head_grads)
         grads = [by_id[id(v)] if id(v) in by_id else next(head_grads)
                  for v in self.model.trainable_variables]
         return loss, terms, grads
-
-    def _replica_head_loss_and_grads(self, images, features, step):
-        """(loss, terms, d(loss / replicas)/d features, gradients of the non-stem variables)."""
-        n_replicas = self.strategy.num_replicas_in_sync
-        stem = {id(v) for v in self._stem.trainable_variables}
-        head_variables = [v for v in self.model.trainable_variables if id(v) not in stem]
-        with tf.GradientTape() as tape:
-            tape.watch(features)
-            loss, terms = self.model.compute_loss(images, step, training=True,
-                                                  features=features)
-            scaled = loss / tf.cast(n_replicas, loss.dtype)
-        grads = tape.gradient(scaled, [features] + head_variables)
-        return loss, terms, grads[0], grads[1:]
 
     def _distributed_update(self, images):
         """strategy.run of _replica_update: (per-replica grads, the loss terms)."""
