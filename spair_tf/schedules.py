@@ -78,8 +78,8 @@ def add_gradient_noise(grads, t, seed=None):
 
     Applied after clipping by global norm. The noise is the standard normal truncated to
     [−2, 2] (TF's truncated_normal), drawn for all gradients at once by inverting the normal
-    CDF on a uniform draw over [Φ(−2), Φ(2)]: exactly that distribution, and one op instead of
-    a rejection sampler per variable (2.5× faster on CPU).
+    CDF on a uniform draw over [Φ(−2), Φ(2)]: exactly that distribution, with no rejection
+    loop. The draw runs as one XLA computation (`_add_truncated_normal`).
 
     Args:
       grads: list of gradients (tensors, `tf.IndexedSlices`, or None; None stays None).
@@ -90,27 +90,38 @@ def add_gradient_noise(grads, t, seed=None):
     Returns:
       A list of the same length.
     """
-    std = gradient_noise_std(t)
     present = [i for i, grad in enumerate(grads) if grad is not None]
     if not present:
         return list(grads)
     dense = [tf.convert_to_tensor(grads[i]) for i in present]  # densifies IndexedSlices
-    sizes = [tf.size(grad) for grad in dense]
-    total = tf.add_n(sizes)
-    dtype = dense[0].dtype
-    lo, hi = _normal_cdf(-TRUNCATION), _normal_cdf(TRUNCATION)
     if seed is None:
-        u = tf.random.uniform([total], lo, hi, dtype=dtype)
+        step_seed = tf.random.uniform([2], maxval=tf.int64.max, dtype=tf.int64)
     else:
         step_seed = tf.random.experimental.stateless_fold_in(
             tf.constant([seed, 0], tf.int64), tf.cast(t, tf.int64))
-        u = tf.random.stateless_uniform([total], step_seed, lo, hi, dtype=dtype)
-    noise = tf.clip_by_value(tf.math.ndtri(u), -TRUNCATION, TRUNCATION)  # [Σ sizes]
     noisy = list(grads)
-    for i, grad, part in zip(present, dense, tf.split(noise, tf.stack(sizes))):
-        noisy[i] = grad + tf.cast(tf.reshape(part, tf.shape(grad)), grad.dtype) \
-            * tf.cast(std, grad.dtype)
+    for i, grad in zip(present, _add_truncated_normal(dense, step_seed, gradient_noise_std(t))):
+        noisy[i] = grad
     return noisy
+
+
+@tf.function(jit_compile=True)
+def _add_truncated_normal(grads, step_seed, std):
+    """[g + std·z for g in grads], z ~ N(0, 1) truncated to [−2, 2], from one uniform draw.
+
+    Compiled with XLA, the uniform draw, the inverse CDF and the additions fuse into one
+    pass: ≈ 2.5× faster than the same ops unfused on CPU for SPAIR's 1.76M parameters
+    (BUILD_NOTES, "Benchmarks"). The counter-based generator is ThreeFry: XLA's CPU Philox is
+    two orders of magnitude slower here.
+    """
+    dtype = grads[0].dtype
+    sizes = [grad.shape.num_elements() for grad in grads]
+    lo, hi = _normal_cdf(-TRUNCATION), _normal_cdf(TRUNCATION)
+    u = tf.random.stateless_uniform([sum(sizes)], step_seed, lo, hi, dtype=dtype,
+                                    alg="threefry")
+    noise = tf.clip_by_value(tf.math.ndtri(u), -TRUNCATION, TRUNCATION)  # [Σ sizes]
+    return [grad + tf.reshape(part, grad.shape) * tf.cast(std, dtype)
+            for grad, part in zip(grads, tf.split(noise, sizes))]
 
 
 TRUNCATION = 2.0  # gradient noise is truncated at two standard deviations (TF's convention)
