@@ -59,11 +59,14 @@ def evaluate(model, data, batch_size=32, mode="mean", max_images=None, xla=False
     """Every metric of §3 for `model` on a `datasets.Scattered` set.
 
     Returns a dict: "AP", "AP_at" (paper protocol, §3.1), "AP_corrected", "AP_coco" (§3.2),
-    "count_abs_error", "count_01_error" (§3.3), "mode", "n_images".
+    "count_abs_error", "count_01_error", "count_confusion" (§3.3), "mode", "n_images", and
+    "box_agreement" (`metrics.box_agreement`: how the boxes sit on the GT boxes).
     """
     n = len(data.images) if max_images is None else min(max_images, len(data.images))
     boxes, scores, counts = detect_batches(model, data.images[:n], batch_size, mode, xla)
-    result = metrics.evaluate_detections(boxes, scores, data.gt_boxes_list()[:n],
-                                         pred_counts=counts, batch_size=batch_size)
-    result.update(mode=mode, n_images=int(n))
+    gt_boxes = data.gt_boxes_list()[:n]
+    result = metrics.evaluate_detections(boxes, scores, gt_boxes, pred_counts=counts,
+                                         batch_size=batch_size)
+    result.update(mode=mode, n_images=int(n),
+                  box_agreement=metrics.box_agreement(boxes, gt_boxes))
     return result

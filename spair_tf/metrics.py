@@ -404,6 +404,67 @@ def count_confusion(pred_counts, true_counts):
             for n, row in sorted(table.items(), key=lambda kv: int(kv[0]))}
 
 
+def box_agreement(pred_boxes, gt_boxes, iou_levels=(0.5, 0.7)):
+    """How the predicted boxes sit on the GT boxes: a diagnostic beside AP (not in the spec).
+
+    Each GT box is paired with the prediction of highest IoU in its image (no one-to-one
+    matching: this describes box placement, not detection). Pairs with IoU 0 are unmatched.
+
+    Args:
+      pred_boxes, gt_boxes: per-image [K_i, 4] and [G_i, 4] boxes as for
+        `average_precision`.
+      iou_levels: thresholds t for "fraction_iou_above".
+
+    Returns:
+      {"n_gt", "n_matched", "iou_median", "iou_mean" (over matched GT boxes),
+       "fraction_iou_above": {t: fraction of all GT boxes whose best IoU > t},
+       "mean_difference_px": {"height", "width", "centre_y", "centre_x", "top", "bottom",
+       "left", "right"}: the mean of prediction − GT over matched pairs, in pixels}.
+      Means are None when nothing is matched.
+    """
+    if len(pred_boxes) != len(gt_boxes):
+        raise ValueError(f"pred_boxes has {len(pred_boxes)} images but gt_boxes has "
+                         f"{len(gt_boxes)}; pass one array per image to both.")
+    best_iou, pairs = [], []
+    for k, (pred, gt) in enumerate(zip(pred_boxes, gt_boxes)):
+        pred, gt = _as_boxes(pred, f"pred_boxes[{k}]"), _as_boxes(gt, f"gt_boxes[{k}]")
+        if len(gt) == 0:
+            continue
+        if len(pred) == 0:
+            best_iou.append(np.zeros(len(gt)))
+            continue
+        iou = _pairwise_iou(gt, pred)                                  # [G, K]
+        best = np.argmax(iou, axis=1)                                  # [G]
+        best_iou.append(iou[np.arange(len(gt)), best])
+        pairs.append(np.stack([pred[best], gt], axis=1)[best_iou[-1] > 0])  # [M, 2, 4]
+    best_iou = np.concatenate(best_iou) if best_iou else np.zeros(0)
+    pairs = np.concatenate(pairs) if pairs else np.zeros((0, 2, 4))
+    matched = best_iou[best_iou > 0]
+
+    def mean(values):
+        return float(np.mean(values)) if len(values) else None
+
+    pred, gt = pairs[:, 0], pairs[:, 1]
+    height = lambda b: b[:, 2] - b[:, 0]  # noqa: E731
+    width = lambda b: b[:, 3] - b[:, 1]  # noqa: E731
+    centre_y = lambda b: (b[:, 0] + b[:, 2]) / 2  # noqa: E731
+    centre_x = lambda b: (b[:, 1] + b[:, 3]) / 2  # noqa: E731
+    return {
+        "n_gt": int(len(best_iou)),
+        "n_matched": int(len(matched)),
+        "iou_median": float(np.median(matched)) if len(matched) else None,
+        "iou_mean": mean(matched),
+        "fraction_iou_above": {str(t): float(np.mean(best_iou > t)) if len(best_iou) else None
+                               for t in iou_levels},
+        "mean_difference_px": {
+            "height": mean(height(pred) - height(gt)), "width": mean(width(pred) - width(gt)),
+            "centre_y": mean(centre_y(pred) - centre_y(gt)),
+            "centre_x": mean(centre_x(pred) - centre_x(gt)),
+            "top": mean(pred[:, 0] - gt[:, 0]), "bottom": mean(pred[:, 2] - gt[:, 2]),
+            "left": mean(pred[:, 1] - gt[:, 1]), "right": mean(pred[:, 3] - gt[:, 3])},
+    }
+
+
 def evaluate_detections(pred_boxes, pred_scores, gt_boxes, pred_counts=None,
                         iou_thresholds=DEFAULT_IOU_THRESHOLDS, batch_size=32):
     """Every metric of SPAIR_SPEC §3 on one set of detections.

@@ -435,7 +435,8 @@ class Trainer:
                 self.best_step.assign(step)
             if self.is_chief:
                 history.append({"step": step, **_scalars(result),
-                                "count_confusion": result.get("count_confusion")})
+                                "count_confusion": result.get("count_confusion"),
+                                "box_agreement": result.get("box_agreement")})
                 io_utils.atomic_write_json(self._history_path(), history)
                 with writer.as_default(step=step):
                     for name, value in _scalars(result).items():

@@ -403,3 +403,47 @@ def test_bad_inputs_raise_clear_errors():
         metrics.average_precision(np.zeros((1, 1, 4)), one, box)
     with pytest.raises(ValueError, match="one count per image"):
         metrics.count_abs_error([1, 2], [1])
+
+
+def test_box_agreement_pairs_each_gt_with_its_best_prediction():
+    """Hand-built: image 0 has a prediction 2 px taller (1 px each side) than its GT and one
+    shifted 3 px right of another GT; image 1 has a GT with no overlapping prediction."""
+    gts = [np.array([[10, 10, 20, 18], [30, 30, 40, 40]], float),
+           np.array([[0, 0, 5, 5]], float)]
+    preds = [np.array([[33, 1, 43, 5], [9, 10, 21, 18], [30, 33, 40, 43]], float),
+             np.array([[20, 20, 30, 30]], float)]
+    result = metrics.box_agreement(preds, gts)
+    iou_a = (10 * 8) / (12 * 8)                     # nested: GT area over prediction area
+    iou_b = (10 * 7) / (10 * 10 + 10 * 10 - 10 * 7)  # 3-px shift of a 10×10 box
+    assert result["n_gt"] == 3 and result["n_matched"] == 2
+    assert result["iou_mean"] == pytest.approx((iou_a + iou_b) / 2)
+    assert result["iou_median"] == pytest.approx((iou_a + iou_b) / 2)
+    assert result["fraction_iou_above"] == {"0.5": pytest.approx(2 / 3),  # 0.83, 0.54, 0
+                                            "0.7": pytest.approx(1 / 3)}
+    diff = result["mean_difference_px"]
+    assert diff["height"] == pytest.approx(1.0) and diff["width"] == pytest.approx(0.0)
+    assert diff["centre_y"] == pytest.approx(0.0) and diff["centre_x"] == pytest.approx(1.5)
+    assert diff["top"] == pytest.approx(-0.5) and diff["bottom"] == pytest.approx(0.5)
+    assert diff["left"] == pytest.approx(1.5) and diff["right"] == pytest.approx(1.5)
+    # Agrees with a brute-force pairing over random boxes.
+    rng = np.random.default_rng(0)
+    gts, preds = [], []
+    for _ in range(20):
+        g = rng.uniform(0, 40, (3, 2))
+        gts.append(np.concatenate([g, g + rng.uniform(2, 12, (3, 2))], 1))
+        p = rng.uniform(0, 40, (4, 2))
+        preds.append(np.concatenate([p, p + rng.uniform(2, 12, (4, 2))], 1))
+    result = metrics.box_agreement(preds, gts)
+    best, heights = [], []
+    for p, g in zip(preds, gts):
+        for box in g:
+            ious = [metrics.iou_matrix(box[None], q[None])[0, 0] for q in p]
+            k = int(np.argmax(ious))
+            best.append(ious[k])
+            if ious[k] > 0:
+                heights.append((p[k, 2] - p[k, 0]) - (box[2] - box[0]))
+    matched = [b for b in best if b > 0]
+    assert result["n_matched"] == len(matched)
+    assert result["iou_mean"] == pytest.approx(np.mean(matched))
+    assert result["mean_difference_px"]["height"] == pytest.approx(np.mean(heights))
+    assert result["fraction_iou_above"]["0.5"] == pytest.approx(np.mean(np.array(best) > 0.5))

@@ -159,6 +159,8 @@ def test_smoke_tiny_spair_loss_falls_and_detects_digits(smoke_run):
     assert final["AP"] > 0.0 and final["count_abs_error"] < 1.0, final
     # The count confusion is recorded at every evaluation: one row per true count (all 1).
     assert list(final["count_confusion"]) == ["1"], final["count_confusion"]
+    # How the boxes sit on the GT boxes is recorded too: one GT box per validation image.
+    assert final["box_agreement"]["n_gt"] == 32 and final["box_agreement"]["n_matched"] > 0
     assert results["test"]["AP"] > 0.0
     assert sum(results["test"]["count_confusion"]["1"].values()) == results["test"]["n_images"]
     with open(os.path.join(smoke_run["dir"], "results.json")) as f:
