@@ -444,11 +444,7 @@ def box_agreement(pred_boxes, gt_boxes, iou_levels=(0.5, 0.7)):
     def mean(values):
         return float(np.mean(values)) if len(values) else None
 
-    pred, gt = pairs[:, 0], pairs[:, 1]
-    height = lambda b: b[:, 2] - b[:, 0]  # noqa: E731
-    width = lambda b: b[:, 3] - b[:, 1]  # noqa: E731
-    centre_y = lambda b: (b[:, 0] + b[:, 2]) / 2  # noqa: E731
-    centre_x = lambda b: (b[:, 1] + b[:, 3]) / 2  # noqa: E731
+    d = pairs[:, 0] - pairs[:, 1]  # prediction − GT per edge: [M, 4] (top, left, bottom, right)
     return {
         "n_gt": int(len(best_iou)),
         "n_matched": int(len(matched)),
@@ -457,11 +453,10 @@ def box_agreement(pred_boxes, gt_boxes, iou_levels=(0.5, 0.7)):
         "fraction_iou_above": {str(t): float(np.mean(best_iou > t)) if len(best_iou) else None
                                for t in iou_levels},
         "mean_difference_px": {
-            "height": mean(height(pred) - height(gt)), "width": mean(width(pred) - width(gt)),
-            "centre_y": mean(centre_y(pred) - centre_y(gt)),
-            "centre_x": mean(centre_x(pred) - centre_x(gt)),
-            "top": mean(pred[:, 0] - gt[:, 0]), "bottom": mean(pred[:, 2] - gt[:, 2]),
-            "left": mean(pred[:, 1] - gt[:, 1]), "right": mean(pred[:, 3] - gt[:, 3])},
+            "height": mean(d[:, 2] - d[:, 0]), "width": mean(d[:, 3] - d[:, 1]),
+            "centre_y": mean((d[:, 0] + d[:, 2]) / 2), "centre_x": mean((d[:, 1] + d[:, 3]) / 2),
+            "top": mean(d[:, 0]), "bottom": mean(d[:, 2]),
+            "left": mean(d[:, 1]), "right": mean(d[:, 3])},
     }
 
 

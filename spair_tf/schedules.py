@@ -77,9 +77,9 @@ def add_gradient_noise(grads, t, seed=None):
     """grad + truncated_normal(0, 1)·gradient_noise_std(t) for each gradient (SPAIR_SPEC §1.11).
 
     Applied after clipping by global norm. The noise is the standard normal truncated to
-    [−2, 2] (TF's truncated_normal), drawn for all gradients at once by inverting the normal
-    CDF on a uniform draw over [Φ(−2), Φ(2)]: exactly that distribution, with no rejection
-    loop. The draws run as one XLA computation (`_add_truncated_normal`).
+    [−2, 2] (TF's truncated_normal), drawn for each gradient by inverting the normal CDF on a
+    uniform draw over [Φ(−2), Φ(2)]: exactly that distribution, with no rejection loop. All
+    the draws run in one XLA computation (`_add_truncated_normal`).
 
     Args:
       grads: list of gradients (tensors, `tf.IndexedSlices`, or None; None stays None).
