@@ -8,9 +8,9 @@ document is printed (and, with --output_json, written atomically with the comman
 
 - "matmul": the fp32 matmul rate of this machine, measured in the same run (a
   2048×2048 @ 2048×2048 `tf.matmul` in a tf.function, best of several).
-- "train": the real training step, `spair_tf.training.Trainer._train_step` (its compiled
-  update: loss, gradients, clipping, gradient noise; the finiteness check; its compiled
-  Adam step), at batch 32 on 48×48 images with the training wheels off (global step
+- "train": the real training step, `spair_tf.training.Trainer._train_step` without a
+  strategy (the loss and its gradients; the finiteness check; clipping, gradient noise and
+  Adam compiled as one XLA computation), at batch 32 on 48×48 images with the training wheels off (global step
   ≥ 1000): images/s, and the FLOP floor = FLOPs per step / the matmul rate (the better of
   the rates measured before and after the step). The ratio step time / floor is the
   figure of merit (target ≤ 1.6).
@@ -718,9 +718,9 @@ def profile_train_step(trainer, images, repeats=5, number=3, rate=None, trace_st
     """The training step cut into separately compiled pieces, and the TF profiler's trace.
 
     Each piece is compiled as the step compiles it: with `TrainConfig.xla`, the model's
-    `stem` (SPAIR's backbone) and the optimizer as graphs, everything else with XLA.
-    Pieces (each a tf.function taking its real inputs as arguments, at global step ≥ 1000):
-    backbone; encoder (the wavefront loop: glimpses and the four per-cell networks); decode
+    `stem` (SPAIR's backbone) as a graph, everything else with XLA (the optimizer too, as
+    without a distribution strategy). Pieces (each a tf.function taking its real inputs as
+    arguments, at global step ≥ 1000): backbone; encoder (the wavefront loop: glimpses and the four per-cell networks); decode
     (object decoder, sprite transforms and renderer, `SPAIR.decode`) and within it the
     object-decoder MLP and the renderer alone; loss (`SPAIR.compute_loss` on precomputed
     latents: BCE, Normal KLs, count-prior KL); optimizer (clip, gradient noise, Adam).
@@ -810,7 +810,9 @@ def profile_train_step(trainer, images, repeats=5, number=3, rate=None, trace_st
         optimizer.apply_gradients(zip(gs, variables))
         return tf.linalg.global_norm(gs)
 
-    piece("optimizer (clip, noise, Adam)", update, (grads, step), [], None, {}, compiled=False)
+    # Compiled as Trainer compiles it: one XLA computation without a strategy.
+    piece("optimizer (clip, noise, Adam)", update, (grads, step), [], None, {},
+          compiled=bool(trainer._fused_apply))
 
     # The whole loss and its gradients (no optimizer), to compare with the pieces' sum.
     piece("model loss (full forward)",

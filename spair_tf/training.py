@@ -37,6 +37,7 @@ best-checkpoint and early-stopping decisions.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -80,6 +81,11 @@ def git_commit() -> str | None:
                               text=True, timeout=10).stdout.strip() or None
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def strategy_is_default(strategy) -> bool:
+    """True for TF's default strategy (no tf.distribute strategy chosen: one device)."""
+    return type(strategy).__name__ == "_DefaultDistributionStrategy"
 
 
 def worker_role(strategy) -> tuple[bool, int]:
@@ -168,6 +174,13 @@ class Trainer:
                                                 jit_compile=True)
         self._compute_update = tf.function(self._distributed_update)
         self._apply_update = tf.function(self._distributed_apply)
+        # Without a distribution strategy, clipping, noise and Adam run as one XLA
+        # computation after the finiteness check (`_finish_and_apply`): one fused pass over
+        # the variables instead of a few hundred small ops (BUILD_NOTES, "Benchmarks").
+        self._fused_apply = config.xla and strategy_is_default(self.strategy)
+        self._compute_raw_update = tf.function(
+            functools.partial(self._distributed_update, finish=False))
+        self._finish_and_apply_update = tf.function(self._finish_and_apply, jit_compile=True)
         self._from_chief = tf.function(self._broadcast_from_chief)
         self._summary_detect = {}
 
@@ -206,16 +219,17 @@ class Trainer:
     # ---------------------------------------------------------------------------------
     # The step
 
-    def _replica_update(self, images):
+    def _replica_update(self, images, finish=True):
         """The update every replica applies, and the loss terms (SPAIR_SPEC §1.11).
 
         The update is the gradient of the global-batch mean loss (each replica's mean loss
         divided by the number of replicas, summed over replicas), clipped by its global
         norm, plus gradient noise of the global step (stateless, so the same on every
         replica). The terms are averaged over replicas in the same all-reduce. Returns
-        (grads aligned with model.trainable_variables, terms), equal on every replica.
+        (grads aligned with model.trainable_variables, terms), equal on every replica;
+        with finish=False the grads are the reduced gradient before clipping and noise.
         """
-        config, variables = self.config, self.model.trainable_variables
+        variables = self.model.trainable_variables
         n_replicas = self.strategy.num_replicas_in_sync
         step = tf.identity(self.step)
         if self._stem is None:
@@ -230,11 +244,24 @@ class Trainer:
         grads, terms = tf.distribute.get_replica_context().all_reduce(
             tf.distribute.ReduceOp.SUM, (grads, terms))
         grad_norm = tf.linalg.global_norm(grads)
+        if finish:
+            grads = self._finish(grads, grad_norm)
+        return grads, {**terms, "grad_norm": grad_norm}
+
+    def _finish(self, grads, grad_norm):
+        """Clipping by the global norm, then gradient noise of the global step (§1.11)."""
+        config = self.config
         if config.clip_norm > 0:
             grads, _ = tf.clip_by_global_norm(grads, config.clip_norm, use_norm=grad_norm)
         if config.gradient_noise:
             grads = schedules.add_gradient_noise(grads, self.step, seed=config.seed)
-        return grads, {**terms, "grad_norm": grad_norm}
+        return grads
+
+    def _finish_and_apply(self, grads, grad_norm):
+        """Without a strategy: `_finish`, Adam and the step count, compiled as one (XLA)."""
+        grads = self._finish(grads, grad_norm)
+        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
+        self.step.assign_add(1)
 
     def _replica_loss_and_grads(self, images, step, features=None):
         """The part XLA compiles (config.xla): the loss and the gradient of loss / replicas.
@@ -275,9 +302,9 @@ class Trainer:
                  for v in self.model.trainable_variables]
         return loss, terms, grads
 
-    def _distributed_update(self, images):
+    def _distributed_update(self, images, finish=True):
         """strategy.run of _replica_update: (per-replica grads, the loss terms)."""
-        grads, terms = self.strategy.run(self._replica_update, (images,))
+        grads, terms = self.strategy.run(self._replica_update, (images,), {"finish": finish})
         return grads, self._first_replica(terms)
 
     def _replica_apply(self, grads):
@@ -298,6 +325,11 @@ class Trainer:
         Raises TrainingDiverged, without applying the update, if the loss or the gradient
         norm is NaN or Inf (weights, optimizer state and step stay those of the last step).
         """
+        if self._fused_apply:
+            grads, terms = self._compute_raw_update(batch["images"])
+            self._check_finite(terms)
+            self._finish_and_apply_update(grads, terms["grad_norm"])
+            return terms
         grads, terms = self._compute_update(batch["images"])
         self._check_finite(terms)
         self._apply_update(grads)

@@ -116,6 +116,18 @@ def test_add_gradient_noise_is_scaled_truncated_normal():
     assert not np.allclose(noisy[2].numpy(), 5.0, atol=0, rtol=0)
 
 
+def test_truncated_normal_quantile_matches_scipy_over_the_truncated_range():
+    """The noise's inverse CDF (§1.11) against scipy's ndtri, in float32, over [Φ(−2), Φ(2)]."""
+    lo, hi = scipy.special.ndtr(-2.0), scipy.special.ndtr(2.0)
+    u = np.linspace(lo, hi, 200_001).astype(np.float32)
+    got = schedules.truncated_normal_quantile(tf.constant(u)).numpy()
+    want = scipy.special.ndtri(u.astype(np.float64))
+    np.testing.assert_allclose(got, want, rtol=0, atol=5e-7)
+    # Odd about u = 1/2 and reaching ±2 at the ends.
+    assert got[0] == pytest.approx(-2.0, abs=1e-5) and got[-1] == pytest.approx(2.0, abs=1e-5)
+    np.testing.assert_allclose(got[::-1], -got, atol=2e-6)
+
+
 def test_add_gradient_noise_seeded_is_deterministic_per_step():
     grads = [tf.zeros([1000])]
     a = schedules.add_gradient_noise(grads, 5, seed=7)[0].numpy()

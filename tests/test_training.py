@@ -245,6 +245,37 @@ def test_xla_step_with_the_backbone_outside_the_cluster_gives_the_tape_gradients
                                    err_msg=variable.path)
 
 
+def test_fused_xla_update_without_a_strategy_equals_the_strategy_update(tmp_path):
+    """Without a strategy, clipping, noise and Adam run as one XLA computation; the weights,
+    Adam's moments and the step after two steps are those of the strategy path (§1.11)."""
+    config = TrainConfig(batch_size=8, learning_rate=1e-3, clip_norm=0.1, xla=True)
+    images = tf.constant(_one_digit_images("train", 8).images, tf.float32) / 255.0
+    model_fn = lambda: SPAIR(SpairConfig(**TINY), fixed_noise=True)  # noqa: E731
+    fused = Trainer(model_fn, config, str(tmp_path / "fused"), image_shape=(24, 24, 3))
+    plain = Trainer(model_fn, config, str(tmp_path / "plain"), image_shape=(24, 24, 3),
+                    strategy=tf.distribute.OneDeviceStrategy("/cpu:0"))
+    assert fused._fused_apply and not plain._fused_apply
+    plain.model.set_weights(fused.model.get_weights())
+    before = [v.numpy() for v in fused.model.trainable_variables]
+    for trainer in (fused, plain):
+        trainer.step.assign(1500)  # wheels off; gradient noise σ = 0.001·0.1^1.5 ≈ 3e-5
+        batch = trainer.strategy.experimental_distribute_dataset(
+            tf.data.Dataset.from_tensors({"images": images}))
+        for _ in range(2):
+            terms = trainer._train_step(next(iter(batch)))
+        assert terms["grad_norm"] > config.clip_norm  # the clipping is exercised
+    assert int(fused.step.numpy()) == int(plain.step.numpy()) == 1502
+    moved = 0
+    for a, b, w0 in zip(fused.model.trainable_variables, plain.model.trainable_variables,
+                        before):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6,
+                                   err_msg=a.path)
+        moved += int(np.any(a.numpy() != w0))
+    assert moved == len(before)
+    for a, b in zip(_momentums(fused), _momentums(plain)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-7)
+
+
 def _mirrored_equivalence(out_path):
     """Subprocess: one device vs MirroredStrategy over 2 logical CPUs, on one batch."""
     cpu = tf.config.list_physical_devices("CPU")[0]
