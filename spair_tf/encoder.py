@@ -205,27 +205,41 @@ class CellEncoder(keras.layers.Layer):
         packed = tf.TensorArray(dtype, size=n_steps if n_steps else tf.shape(table)[0],
                                 element_shape=tf.TensorShape([None, None, self.n_outputs]))
 
-        def body(t, history, packed):
-            ids = table[t]                                           # [n]
+        def body(t, history, packed, count=None):
+            # count (unrolled steps only): the step's used slots, a prefix of the n slots;
+            # only those are encoded, and the rest of the step's outputs are zeros.
+            ids = table[t] if count is None else table[t, :count]   # [n]
             i, j = ids // grid_w, ids % grid_w
             inputs = {k: tf.gather(v, ids) for k, v in cell_inputs.items()}  # [n, B, d]
+            n_used = tf.shape(ids)[0]
             if c.lateral:
                 recent = tf.concat([tf.reshape(history, [-1, batch, n_vector]), edge], 0)
-                context = tf.gather(recent, sources[t])             # [n, 4, B, V]
+                context = tf.gather(recent, sources[t, :n_used])    # [n, 4, B, V]
                 context = tf.reshape(tf.transpose(context, [0, 2, 1, 3]),
-                                     [n_slots, batch, -1])          # [n, B, 4V]
+                                     [n_used, batch, -1])           # [n, B, 4V]
             else:  # the ablation (§5.3): one step, no neighbours
-                context = tf.zeros([n_slots, batch, 0], dtype)
+                context = tf.zeros([n_used, batch, 0], dtype)
             cell = self._encode_cells(pixels, inputs, context, i, j, step, hard_pres)
-            history = tf.concat([cell["object_vector"][None], history[:-1]], 0)
-            return t + 1, history, packed.write(t, cell["packed"])
+            vector, out = cell["object_vector"], cell["packed"]
+            if count is not None:
+                unused = [[0, n_slots - count], [0, 0], [0, 0]]
+                vector, out = tf.pad(vector, unused), tf.pad(out, unused)
+            history = tf.concat([vector[None], history[:-1]], 0)
+            return t + 1, history, packed.write(t, out)
 
         if n_steps is not None and n_steps <= UNROLL_MAX_STEPS:
             # Unrolled: straight-line code that XLA fuses across steps, and a backward pass
             # without the loop's stacks of saved intermediates (BUILD_NOTES, "Benchmarks").
+            # Each step encodes only its used slots (the wavefront over 4×4 cells has 16
+            # cells in 10 steps of 2 slots).
+            with tf.init_scope():
+                used = (make_table(static_h, static_w).numpy() < static_h * static_w)
+            n_slots = used.shape[1]
             state = (history, packed)
             for t in range(n_steps):
-                _, *state = body(t, *state)
+                count = int(used[t].sum())
+                assert used[t, :count].all(), "a schedule's used slots come first"
+                _, *state = body(t, *state, count=count)
             packed = state[1]
         else:
             _, _, packed = tf.while_loop(
