@@ -272,14 +272,19 @@ def _dense_terms(piece, net, rows, executed_rows, grad_first_input=True):
 
 
 def wavefront_slots(grid_h, grid_w, lateral=True):
-    """Cell evaluations the encoder's loop executes: T steps × slots per step (§1.2).
+    """Cell evaluations the encoder's loop executes (§1.2).
 
-    Mirrors encoder.wavefront_schedule's table: T = 2(H − 1) + W steps of min(H, ceil(W/2))
-    slots (some unused); without lateral connections all H·W cells in one step.
+    Mirrors encoder.CellEncoder.call: an unrolled wavefront (at most UNROLL_MAX_STEPS
+    steps) encodes only the H·W cells; the while loop runs T = 2(H − 1) + W steps of
+    min(H, ceil(W/2)) slots, some unused; without lateral connections all H·W cells in one
+    step.
     """
-    if not lateral:
+    from spair_tf.encoder import UNROLL_MAX_STEPS
+
+    n_steps = 2 * (grid_h - 1) + grid_w
+    if not lateral or n_steps <= UNROLL_MAX_STEPS:
         return grid_h * grid_w
-    return (2 * (grid_h - 1) + grid_w) * min(grid_h, (grid_w + 1) // 2)
+    return n_steps * min(grid_h, (grid_w + 1) // 2)
 
 
 def uses_dense_renderer(height, width):
