@@ -40,8 +40,8 @@ FLOP counting (`flop_terms`): analytic, from the built model's layer shapes. Onl
 matmul-class ops are counted (every convolution, dense layer and einsum: the glimpse
 sampler's two and the renderer's two per block), 2 FLOPs per multiply-add; elementwise ops,
 gathers and reductions are not (they are bounded by memory, not by the matmul rate). The
-forward pass counts one evaluation per grid cell (the wavefront's unused slots are
-reported apart as "executed" work, not model work). The backward pass of a product costs
+forward pass counts one evaluation per grid cell (the unused slots a while-loop wavefront
+runs are reported apart as "executed" work, not model work). The backward pass of a product costs
 one forward's FLOPs per operand that needs a gradient: both operands except where one is
 the input image (the first convolution, and the glimpse einsum that reads the image), so
 the floor counts only the gradients the step needs. TF's own profiler cannot do this count:
@@ -242,7 +242,8 @@ class FlopTerm:
       macs: multiply-adds of one forward evaluation per cell (model work).
       grad_operands: operands that need a gradient in the training step (0, 1 or 2); the
         backward pass costs grad_operands × macs.
-      executed_macs: multiply-adds actually executed (the wavefront's unused slots too).
+      executed_macs: multiply-adds actually executed (a while-loop wavefront's unused
+        slots too).
     """
 
     piece: str

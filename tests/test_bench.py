@@ -50,8 +50,9 @@ def test_einsum_reference_counts_every_index_once():
 def test_flop_terms_equal_the_ops_the_model_runs(monkeypatch, height, width):
     """Per piece, the analytic multiply-adds equal those of the recorded runtime shapes.
 
-    24×36 px: a 2×3 grid whose wavefront has unused slots (5 steps × 2 slots, 6 cells),
-    rendered densely; 24×96 px: a 2×8 grid, rendered by the windowed renderer.
+    24×36 px: a 2×3 grid whose wavefront table has unused slots (5 steps × 2 slots, 6
+    cells; unrolled, so only the 6 cells are encoded), rendered densely; 24×96 px: a 2×8
+    grid, rendered by the windowed renderer.
     """
     tf.keras.utils.set_random_seed(0)
     model = SPAIR(SpairConfig())
@@ -104,7 +105,7 @@ def test_flop_terms_equal_the_ops_the_model_runs(monkeypatch, height, width):
     for t in terms:
         executed[t.piece] = executed.get(t.piece, 0) + t.executed_macs
     assert executed == measured
-    # The model work counts each cell once; the loop also ran the unused slots.
+    # The model work counts each cell once; a while loop would also run the unused slots.
     cells = (height // 12) * (width // 12)
     slots = bench.wavefront_slots(height // 12, width // 12)
     encoder = [t for t in terms if t.piece == "encoder"]
