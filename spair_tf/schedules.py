@@ -149,10 +149,9 @@ def truncated_normal_quantile(u):
     """Φ⁻¹(u) for u in [Φ(−2), Φ(2)]: the inverse CDF of the gradient noise (§1.11).
 
     Within 5e-7 of the exact quantile over that range in float32 (tests/test_schedules.py,
-    against scipy.special.ndtri), as accurate as tf.math.ndtri there and several times
-    cheaper under XLA: one log and one polynomial cover the whole range, where ndtri
-    evaluates its branches for every element (BUILD_NOTES, "Benchmarks"). Outside the
-    range the result is meaningless (the caller draws u inside it).
+    against scipy.special.ndtri), as accurate as tf.math.ndtri there, and several times
+    cheaper under XLA: one log and one polynomial per element (BUILD_NOTES, "Benchmarks").
+    Outside the range the result is meaningless (the caller draws u inside it).
     """
     x = 2.0 * u - 1.0
     t = -tf.math.log((1.0 - x) * (1.0 + x)) - _QUANTILE_W_MAX / 2
