@@ -10,8 +10,8 @@ document is printed (and, with --output_json, written atomically with the comman
   2048×2048 @ 2048×2048 `tf.matmul` in a tf.function, best of several).
 - "train": the real training step, `spair_tf.training.Trainer._train_step` without a
   strategy (the loss and its gradients; the finiteness check; clipping, gradient noise and
-  Adam compiled as one XLA computation), at batch 32 on 48×48 images with the training wheels off (global step
-  ≥ 1000): images/s, and the FLOP floor = FLOPs per step / the matmul rate (the better of
+  Adam compiled as one XLA computation), at batch 32 on 48×48 images with the training
+  wheels off (global step ≥ 1000): images/s, and the FLOP floor = FLOPs per step / the matmul rate (the better of
   the rates measured before and after the step). The ratio step time / floor is the
   figure of merit (target ≤ 1.6).
 - "forward": `model.detect(images, mode="mean")` in a tf.function compiled with XLA as
@@ -41,8 +41,8 @@ matmul-class ops are counted (every convolution, dense layer and einsum: the gli
 sampler's two and the renderer's two per block), 2 FLOPs per multiply-add; elementwise ops,
 gathers and reductions are not (they are bounded by memory, not by the matmul rate). The
 forward pass counts one evaluation per grid cell (the unused slots a while-loop wavefront
-runs are reported apart as "executed" work, not model work). The backward pass of a product costs
-one forward's FLOPs per operand that needs a gradient: both operands except where one is
+runs are reported apart as "executed" work, not model work). The backward pass of a
+product costs one forward's FLOPs per operand that needs a gradient: both operands except where one is
 the input image (the first convolution, and the glimpse einsum that reads the image), so
 the floor counts only the gradients the step needs. TF's own profiler cannot do this count:
 it has no FLOP statistics for Einsum, and it counts a while loop's body once, not once per
@@ -726,8 +726,8 @@ def profile_train_step(trainer, images, repeats=5, number=3, rate=None, trace_st
     Each piece is compiled as the step compiles it: with `TrainConfig.xla`, the model's
     `stem` (SPAIR's backbone) as a graph, everything else with XLA (the optimizer too, as
     without a distribution strategy). Pieces (each a tf.function taking its real inputs as
-    arguments, at global step ≥ 1000): backbone; encoder (the wavefront loop: glimpses and the four per-cell networks); decode
-    (object decoder, sprite transforms and renderer, `SPAIR.decode`) and within it the
+    arguments, at global step ≥ 1000): backbone; encoder (the wavefront loop: glimpses and
+    the four per-cell networks); decode (object decoder, sprite transforms and renderer, `SPAIR.decode`) and within it the
     object-decoder MLP and the renderer alone; loss (`SPAIR.compute_loss` on precomputed
     latents: BCE, Normal KLs, count-prior KL); optimizer (clip, gradient noise, Adam).
     Each piece's backward = time(forward + VJP with random cotangents) − time(forward).
@@ -738,7 +738,6 @@ def profile_train_step(trainer, images, repeats=5, number=3, rate=None, trace_st
 
     from spair_tf import glimpse as glimpse_lib
     from spair_tf import renderer
-    from spair_tf import schedules
     from spair_tf.model import SPAIR
     from spair_tf.training import make_optimizer
 
@@ -808,16 +807,14 @@ def profile_train_step(trainer, images, repeats=5, number=3, rate=None, trace_st
     grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
     optimizer = make_optimizer(trainer.config)
     optimizer.build(variables)
-    config = trainer.config
 
-    def update(gs, t):
-        gs, _ = tf.clip_by_global_norm(gs, config.clip_norm)
-        gs = schedules.add_gradient_noise(gs, t, seed=config.seed)
-        optimizer.apply_gradients(zip(gs, variables))
-        return tf.linalg.global_norm(gs)
+    def update(gs):
+        grad_norm = tf.linalg.global_norm(gs)
+        optimizer.apply_gradients(zip(trainer._finish(gs, grad_norm), variables))
+        return grad_norm
 
     # Compiled as Trainer compiles it: one XLA computation without a strategy.
-    piece("optimizer (clip, noise, Adam)", update, (grads, step), [], None, {},
+    piece("optimizer (clip, noise, Adam)", update, (grads,), [], None, {},
           compiled=bool(trainer._fused_apply))
 
     # The whole loss and its gradients (no optimizer), to compare with the pieces' sum.

@@ -37,7 +37,6 @@ best-checkpoint and early-stopping decisions.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import math
 import os
@@ -173,14 +172,14 @@ class Trainer:
         self._head_loss_and_grads = tf.function(self._replica_loss_and_grads,
                                                 jit_compile=True)
         self._compute_update = tf.function(self._distributed_update)
-        self._apply_update = tf.function(self._distributed_apply)
-        # Without a distribution strategy, clipping, noise and Adam run as one XLA
-        # computation after the finiteness check (`_finish_and_apply`): one fused pass over
-        # the variables instead of a few hundred small ops (BUILD_NOTES, "Benchmarks").
+        # Without a distribution strategy the update (clipping, noise, Adam, step count) is
+        # one XLA computation: one fused pass over the variables instead of a few hundred
+        # small ops (BUILD_NOTES, "Training loop"). Keras' Adam is not compiled inside a real
+        # strategy's replica context, so there it stays a graph.
         self._fused_apply = config.xla and strategy_is_default(self.strategy)
-        self._compute_raw_update = tf.function(
-            functools.partial(self._distributed_update, finish=False))
-        self._finish_and_apply_update = tf.function(self._finish_and_apply, jit_compile=True)
+        self._apply_update = tf.function(self._distributed_apply,
+                                         jit_compile=self._fused_apply)
+        self._finish_update = tf.function(self._distributed_finish)
         self._from_chief = tf.function(self._broadcast_from_chief)
         self._summary_detect = {}
 
@@ -219,15 +218,14 @@ class Trainer:
     # ---------------------------------------------------------------------------------
     # The step
 
-    def _replica_update(self, images, finish=True):
-        """The update every replica applies, and the loss terms (SPAIR_SPEC §1.11).
+    def _replica_update(self, images):
+        """The gradient every replica starts its update from, and the loss terms (§1.11).
 
-        The update is the gradient of the global-batch mean loss (each replica's mean loss
-        divided by the number of replicas, summed over replicas), clipped by its global
-        norm, plus gradient noise of the global step (stateless, so the same on every
-        replica). The terms are averaged over replicas in the same all-reduce. Returns
-        (grads aligned with model.trainable_variables, terms), equal on every replica;
-        with finish=False the grads are the reduced gradient before clipping and noise.
+        The gradient of the global-batch mean loss (each replica's mean loss divided by the
+        number of replicas, summed over replicas); `_finish` then clips it by its global
+        norm and adds gradient noise. The terms are averaged over replicas in the same
+        all-reduce. Returns (grads aligned with model.trainable_variables, their global
+        norm, terms), equal on every replica.
         """
         variables = self.model.trainable_variables
         n_replicas = self.strategy.num_replicas_in_sync
@@ -244,24 +242,18 @@ class Trainer:
         grads, terms = tf.distribute.get_replica_context().all_reduce(
             tf.distribute.ReduceOp.SUM, (grads, terms))
         grad_norm = tf.linalg.global_norm(grads)
-        if finish:
-            grads = self._finish(grads, grad_norm)
-        return grads, {**terms, "grad_norm": grad_norm}
+        return grads, grad_norm, {**terms, "grad_norm": grad_norm}
 
     def _finish(self, grads, grad_norm):
-        """Clipping by the global norm, then gradient noise of the global step (§1.11)."""
+        """Clipping by the global norm, then gradient noise of the global step (§1.11).
+
+        Stateless noise of the global step, so the same on every replica."""
         config = self.config
         if config.clip_norm > 0:
             grads, _ = tf.clip_by_global_norm(grads, config.clip_norm, use_norm=grad_norm)
         if config.gradient_noise:
             grads = schedules.add_gradient_noise(grads, self.step, seed=config.seed)
         return grads
-
-    def _finish_and_apply(self, grads, grad_norm):
-        """Without a strategy: `_finish`, Adam and the step count, compiled as one (XLA)."""
-        grads = self._finish(grads, grad_norm)
-        self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
-        self.step.assign_add(1)
 
     def _replica_loss_and_grads(self, images, step, features=None):
         """The part XLA compiles (config.xla): the loss and the gradient of loss / replicas.
@@ -302,13 +294,14 @@ class Trainer:
                  for v in self.model.trainable_variables]
         return loss, terms, grads
 
-    def _distributed_update(self, images, finish=True):
-        """strategy.run of _replica_update: (per-replica grads, the loss terms)."""
-        grads, terms = self.strategy.run(self._replica_update, (images,), {"finish": finish})
-        return grads, self._first_replica(terms)
+    def _distributed_update(self, images):
+        """strategy.run of _replica_update: per-replica (grads, grad norm), the loss terms."""
+        grads, grad_norm, terms = self.strategy.run(self._replica_update, (images,))
+        return grads, grad_norm, self._first_replica(terms)
 
-    def _replica_apply(self, grads):
-        """Adam on the reduced update, in replica context (how Keras optimizers run)."""
+    def _replica_apply(self, grads, grad_norm):
+        """`_finish`, then Adam on the update, in replica context (how Keras optimizers run)."""
+        grads = self._finish(grads, grad_norm)
         # A Keras optimizer sums the gradients it gets over replicas; ours are reduced
         # already, so the first replica passes them and the others pass zeros (exact).
         first = tf.equal(tf.distribute.get_replica_context().replica_id_in_sync_group, 0)
@@ -316,8 +309,11 @@ class Trainer:
         self.optimizer.apply_gradients(zip(grads, self.model.trainable_variables))
         self.step.assign_add(1)
 
-    def _distributed_apply(self, grads):
-        self.strategy.run(self._replica_apply, (grads,))
+    def _distributed_apply(self, grads, grad_norm):
+        self.strategy.run(self._replica_apply, (grads, grad_norm))
+
+    def _distributed_finish(self, grads, grad_norm):
+        return self.strategy.run(self._finish, (grads, grad_norm))
 
     def _train_step(self, batch):
         """One optimiser step on a (distributed) global batch; returns the loss terms.
@@ -325,14 +321,9 @@ class Trainer:
         Raises TrainingDiverged, without applying the update, if the loss or the gradient
         norm is NaN or Inf (weights, optimizer state and step stay those of the last step).
         """
-        if self._fused_apply:
-            grads, terms = self._compute_raw_update(batch["images"])
-            self._check_finite(terms)
-            self._finish_and_apply_update(grads, terms["grad_norm"])
-            return terms
-        grads, terms = self._compute_update(batch["images"])
+        grads, grad_norm, terms = self._compute_update(batch["images"])
         self._check_finite(terms)
-        self._apply_update(grads)
+        self._apply_update(grads, grad_norm)
         return terms
 
     def gradients(self, images):
@@ -344,7 +335,8 @@ class Trainer:
         """
         dataset = tf.data.Dataset.from_tensors(images)
         images = next(iter(self.strategy.experimental_distribute_dataset(dataset)))
-        grads, terms = self._compute_update(images)
+        grads, grad_norm, terms = self._compute_update(images)
+        grads = self._finish_update(grads, grad_norm)
         local = [self.strategy.experimental_local_results(g) for g in grads]
         per_replica = [[g[r].numpy() for g in local] for r in range(len(local[0]))]
         return per_replica, {k: float(v) for k, v in terms.items()}
