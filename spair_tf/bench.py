@@ -11,15 +11,18 @@ document is printed (and, with --output_json, written atomically with the comman
 - "train": the real training step, `spair_tf.training.Trainer._train_step` without a
   strategy (the loss and its gradients; the finiteness check; clipping, gradient noise and
   Adam compiled as one XLA computation), at batch 32 on 48×48 images with the training
-  wheels off (global step ≥ 1000): images/s, and the FLOP floor = FLOPs per step / the matmul rate (the better of
-  the rates measured before and after the step). The ratio step time / floor is the
-  figure of merit (target ≤ 1.6).
+  wheels off (global step ≥ 1000): images/s, and the FLOP floor = FLOPs per step / the
+  matmul rate (the better of the rates measured before and after the step). The ratio
+  step time / floor is the figure of merit (target ≤ 1.6).
 - "forward": `model.detect(images, mode="mean")` in a tf.function compiled with XLA as
   evaluation compiles it (--noforward_xla: the plain graph, as the SavedModel runs it) at
-  batch 1, one subprocess per image size: best time and peak RSS beside the baseline of the same
-  process after building the model on 48×48 (Linux VmHWM, reset at the baseline; ru_maxrss
-  is reported too, but on Linux it carries the parent's RSS across fork + exec), and the
-  growth per 4× image area (target 3.5–5×: linear in area).
+  batch 1, one subprocess per image size: best time and peak RSS beside the baseline of
+  the same process after building the model on 48×48 (Linux VmHWM, reset at the baseline;
+  ru_maxrss is reported too, but on Linux it carries the parent's RSS across fork + exec),
+  and the growth per 4× image area (target 3.5–5×: linear in area). The RSS includes the
+  runtime and XLA's compiler (about 1 GiB whatever the size), so beside it, under XLA, is
+  the memory the compiled forward itself plans (`xla_buffer_plan`: its inputs, outputs and
+  the one block of intermediates, from XLA's buffer assignment) and that plan's growth.
 - "models" (--sections=models): SPAIR beside AIR and DAIR (SPAIR_SPEC §4.2, §4.3), each
   through the same real Trainer step at --models_batch_size (64, AIR's batch) on 48×48
   images: AIR/DAIR with n = --models_n_steps fixed steps (5, Experiment 1's n = 5 setting,
@@ -42,11 +45,11 @@ sampler's two and the renderer's two per block), 2 FLOPs per multiply-add; eleme
 gathers and reductions are not (they are bounded by memory, not by the matmul rate). The
 forward pass counts one evaluation per grid cell (the unused slots a while-loop wavefront
 runs are reported apart as "executed" work, not model work). The backward pass of a
-product costs one forward's FLOPs per operand that needs a gradient: both operands except where one is
-the input image (the first convolution, and the glimpse einsum that reads the image), so
-the floor counts only the gradients the step needs. TF's own profiler cannot do this count:
-it has no FLOP statistics for Einsum, and it counts a while loop's body once, not once per
-iteration (checked on TF 2.21).
+product costs one forward's FLOPs per operand that needs a gradient: both operands except
+where one is the input image (the first convolution, and the glimpse einsum that reads
+the image), so the floor counts only the gradients the step needs. TF's own profiler
+cannot do this count: it has no FLOP statistics for Einsum, and it counts a while loop's
+body once, not once per iteration (checked on TF 2.21).
 """
 
 from __future__ import annotations
@@ -530,6 +533,49 @@ def benchmark_train_step(trainer, images, repeats=5, steps_per_repeat=5, rate=No
     return out
 
 
+FORWARD_FUNCTION_NAME = "spair_forward"  # names the XLA module the forward compiles to
+_ALLOCATION_KINDS = ("parameter", "maybe-live-out", "preallocated-temp", "constant",
+                     "thread-local")
+
+
+def xla_buffer_plan(dump_dir, module_pattern=FORWARD_FUNCTION_NAME):
+    """The memory XLA planned for one compiled module: bytes by kind of allocation.
+
+    Reads the `*buffer-assignment.txt` that XLA writes with `--xla_dump_to` for the module
+    whose name contains `module_pattern` (`XLA_FLAGS`, set before TensorFlow starts). Each
+    `allocation N: size S, <kind>...` line is one buffer of the plan: "parameter" (the
+    inputs: weights and image), "maybe-live-out" (the outputs), "preallocated-temp" (one
+    block that holds every intermediate, offsets reused as values die: its size is the
+    computation's peak working memory), "constant", "thread-local". Returns {"parameter_bytes",
+    "output_bytes", "temp_bytes", "constant_bytes", "thread_local_bytes", "total_bytes",
+    "module"}, or None if no such module was dumped. The plan is what the compiled code
+    allocates, independent of the allocator, the runtime and the compiler's own memory.
+    """
+    paths = sorted(glob.glob(os.path.join(dump_dir, "*buffer-assignment.txt")))
+    paths = [p for p in paths if module_pattern in os.path.basename(p)]
+    if not paths:
+        return None
+    path = max(paths, key=os.path.getsize)  # the module itself, not a helper it spawned
+    sizes = dict.fromkeys(_ALLOCATION_KINDS, 0)
+    with open(path) as f:
+        for line in f:
+            if not line.startswith("allocation "):
+                continue
+            # "allocation 3: size 1024, parameter 0, shape |f32[256]| at ShapeIndex {}:",
+            # "allocation 1: size 2000, output shape is |f32[500]|, maybe-live-out:",
+            # "allocation 7: size 878309424, preallocated-temp:"
+            attributes = line.split(":", 1)[1]
+            size = int(attributes.split(",", 1)[0].split()[1])
+            kind = next((k for k in _ALLOCATION_KINDS if f", {k}" in attributes), None)
+            if kind is None:
+                raise ValueError(f"{path}: unknown allocation kind in {line.strip()!r}")
+            sizes[kind] += size
+    return {"parameter_bytes": sizes["parameter"], "output_bytes": sizes["maybe-live-out"],
+            "temp_bytes": sizes["preallocated-temp"], "constant_bytes": sizes["constant"],
+            "thread_local_bytes": sizes["thread-local"], "total_bytes": sum(sizes.values()),
+            "module": os.path.basename(path)}
+
+
 def forward_worker(image_size, repeats=3, seed=0, trace=False, xla=True):
     """One forward-pass measurement (run in a fresh process; see benchmark_forward).
 
@@ -553,7 +599,11 @@ def forward_worker(image_size, repeats=3, seed=0, trace=False, xla=True):
     baseline, _ = memory_status()
     baseline_ru_maxrss = peak_rss_bytes()
     peak_was_reset = reset_peak_rss()
-    detect = tf.function(lambda images: model.detect(images, mode="mean"), jit_compile=xla)
+    def spair_forward(images):  # the name finds the XLA module in a dump (xla_buffer_plan)
+        return model.detect(images, mode="mean")
+
+    assert spair_forward.__name__ == FORWARD_FUNCTION_NAME
+    detect = tf.function(spair_forward, jit_compile=xla)
     images = tf.random.stateless_uniform([1, image_size, image_size, 3], seed=(seed, 2))
     load = load_average()
     start = time.perf_counter()
@@ -587,28 +637,46 @@ def benchmark_forward(sizes, repeats=3, timeout=3600, trace=False, xla=True):
         command = [sys.executable, "-m", "spair_tf.bench", "--forward_worker",
                    f"--forward_sizes={size}", f"--forward_repeats={repeats}",
                    f"--{'' if trace else 'no'}profile", f"--{'' if xla else 'no'}forward_xla"]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
-                                  cwd=root, env=env)
-        except subprocess.TimeoutExpired:
-            runs.append({"image_size": size, "error": f"timed out after {timeout} s"})
-            continue
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        if done.returncode != 0 or not lines:
-            runs.append({"image_size": size, "error": f"exit code {done.returncode}",
-                         "stderr_tail": done.stderr[-2000:]})
-            continue
-        runs.append(json.loads(lines[-1]))
+        with tempfile.TemporaryDirectory(prefix="spair_xla_dump_") as dump_dir:
+            env = dict(os.environ,
+                       TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
+            if xla:  # XLA writes its buffer plan of the forward's module (xla_buffer_plan)
+                env["XLA_FLAGS"] = " ".join(filter(None, [
+                    os.environ.get("XLA_FLAGS"), f"--xla_dump_to={dump_dir}",
+                    f"--xla_dump_hlo_module_re=.*{FORWARD_FUNCTION_NAME}.*"]))
+            try:
+                done = subprocess.run(command, capture_output=True, text=True,
+                                      timeout=timeout, cwd=root, env=env)
+            except subprocess.TimeoutExpired:
+                runs.append({"image_size": size, "error": f"timed out after {timeout} s"})
+                continue
+            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+            if done.returncode != 0 or not lines:
+                runs.append({"image_size": size, "error": f"exit code {done.returncode}",
+                             "stderr_tail": done.stderr[-2000:]})
+                continue
+            run = json.loads(lines[-1])
+            if xla:
+                run["xla_buffer_plan"] = xla_buffer_plan(dump_dir)
+            runs.append(run)
     ok = [r for r in runs if "error" not in r]
     ok_sizes = [r["image_size"] for r in ok]
+    plans = [r.get("xla_buffer_plan") for r in ok]
+    plan_growth = {}
+    if ok and all(plans):
+        plan_growth = {
+            "xla_temp_memory_growth": growth_ratios(ok_sizes,
+                                                    [p["temp_bytes"] for p in plans]),
+            "xla_total_memory_growth": growth_ratios(ok_sizes,
+                                                     [p["total_bytes"] for p in plans])}
     return {
         "batch_size": 1, "mode": "mean", "xla": bool(xla), "runs": runs,
         "time_growth": growth_ratios(ok_sizes, [r["best_s"] for r in ok]),
         "cpu_time_growth": growth_ratios(ok_sizes, [r["best_cpu_s"] for r in ok]),
         "extra_memory_growth": growth_ratios(ok_sizes, [r["extra_rss_bytes"] for r in ok]),
         "peak_memory_growth": growth_ratios(ok_sizes, [r["peak_rss_bytes"] for r in ok]),
+        **plan_growth,
         "target_growth_per_4x_area": list(TARGET_GROWTH_PER_4X_AREA),
         "memory_limit_bytes": MEMORY_LIMIT_BYTES,
         "all_within_memory_limit": len(ok) == len(runs) and all(
@@ -727,9 +795,10 @@ def profile_train_step(trainer, images, repeats=5, number=3, rate=None, trace_st
     `stem` (SPAIR's backbone) as a graph, everything else with XLA (the optimizer too, as
     without a distribution strategy). Pieces (each a tf.function taking its real inputs as
     arguments, at global step ≥ 1000): backbone; encoder (the wavefront loop: glimpses and
-    the four per-cell networks); decode (object decoder, sprite transforms and renderer, `SPAIR.decode`) and within it the
-    object-decoder MLP and the renderer alone; loss (`SPAIR.compute_loss` on precomputed
-    latents: BCE, Normal KLs, count-prior KL); optimizer (clip, gradient noise, Adam).
+    the four per-cell networks); decode (object decoder, sprite transforms and renderer,
+    `SPAIR.decode`) and within it the object-decoder MLP and the renderer alone; loss
+    (`SPAIR.compute_loss` on precomputed latents: BCE, Normal KLs, count-prior KL);
+    optimizer (clip, gradient noise, Adam).
     Each piece's backward = time(forward + VJP with random cotangents) − time(forward).
     Diagnostics beside the loop: every cell's glimpse in one call, and the four per-cell
     networks on all cells in one call (their sum against the loop shows the loop overhead).

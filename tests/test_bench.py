@@ -193,7 +193,30 @@ def test_cli_forward_section_writes_json_with_the_command(tmp_path):
     assert run["best_s"] == min(run["times_s"]) > 0
     assert run["peak_rss_bytes"] >= run["baseline_rss_bytes"] > 0
     assert result["forward"]["all_within_memory_limit"]
+    plan = run["xla_buffer_plan"]  # the forward's own memory, from XLA's buffer assignment
+    assert plan["parameter_bytes"] >= 4 * 24 * 24 * 3 and plan["temp_bytes"] > 0
+    assert plan["total_bytes"] == sum(v for k, v in plan.items() if k.endswith("_bytes")
+                                      and k != "total_bytes")
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".tmp")]
+
+
+def test_xla_buffer_plan_reads_the_inputs_and_outputs_xla_planned(tmp_path):
+    """A module whose inputs and output sizes are known: 1,000 + 500 floats in, 500 out."""
+    code = ("import tensorflow as tf\n"
+            "@tf.function(jit_compile=True)\n"
+            "def tiny_module(x, y):\n"
+            "    return tf.reduce_sum(tf.sin(x)[:, None] * y[None, :], axis=0)\n"
+            "print(tiny_module(tf.ones([1000]), tf.ones([500])).shape)\n")
+    dump = tmp_path / "dump"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2",
+                 XLA_FLAGS=f"--xla_dump_to={dump} --xla_dump_hlo_module_re=.*tiny_module.*"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    plan = bench.xla_buffer_plan(str(dump), "tiny_module")
+    assert plan["parameter_bytes"] == 4 * 1500 and plan["output_bytes"] == 4 * 500
+    assert "tiny_module" in plan["module"]
+    assert bench.xla_buffer_plan(str(dump), "no_such_module") is None
 
 
 @pytest.mark.slow
