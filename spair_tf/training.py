@@ -163,7 +163,7 @@ class Trainer:
             self.checkpoint, os.path.join(self._write_dir, "best"), max_to_keep=1)
         self._restored = False
         # The loss and its gradient in one XLA cluster where config.xla (TrainConfig); the
-        # all-reduce, clipping, noise and Adam around it stay ordinary TF ops. A model's
+        # all-reduce around it stays ordinary TF ops, the update after it is below. A model's
         # `stem` (SPAIR's backbone), if it has one, runs before the cluster as ordinary TF
         # ops: its convolutions are faster there on CPU (BUILD_NOTES, "Benchmarks").
         self._stem = getattr(self.model, "stem", None) if config.xla else None
