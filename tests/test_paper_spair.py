@@ -7,8 +7,9 @@ the test AP with the paper's Fig. 2 value: within ±3 points (the ConnComp tests
 tolerance; the paper's 95% interval over its six runs is narrower). Opt-in:
 `pytest -m paper tests/test_paper_spair.py` (about a minute per case).
 
-Measured so far (README, "SPAIR runs so far"): 48.9% after 20k steps on the spec's MNIST
-digits and 60.5% after 85k steps on the original code's digits, against the paper's 67.3%
+Measured so far (README, "SPAIR runs so far"): 49.0% after 20k steps on the spec's MNIST
+digits (results/spair/exp1_n5_test_box_agreement.json) and 60.5% after 85k steps on the
+original code's digits (results/spair/exp1_n5_original_digits.json), against the paper's 67.3%
 after up to 300k steps, so both cases fail until the runs are trained further. A case
 that fails says by how much.
 """
