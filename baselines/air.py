@@ -647,7 +647,9 @@ class AIR(keras.Model):
           noise: optionally the dict of draw_noise (a reproducible pass).
         Returns:
           (loss scalar, terms: dict name → scalar batch mean: "reconstruction", "kl_where",
-           "kl_scale", "kl_shift", "kl_what", "kl_pres", "kl", "count", "pres_prior_log_odds").
+           "kl_scale", "kl_shift", "kl_what", "kl_pres", "kl", "count", "pres_prior_log_odds",
+           and "box_width_px", "box_height_px": the sampled boxes' mean size over the steps
+           that ran, a diagnostic of the scale prior's pull).
         """
         inferred = self.infer(images, mode="train" if training else "paper", noise=noise)
         images = self._model_view(images)
@@ -661,6 +663,11 @@ class AIR(keras.Model):
         kls = self.kl_terms(inferred, step)
         kl = kls["kl_scale"] + kls["kl_shift"] + kls["kl_what"] + kls["kl_pres"]  # [B]
         loss = tf.reduce_mean(bce + kl)
+        alive = inferred["alive"]                                   # [B, T]
+        n_alive = tf.maximum(tf.reduce_sum(alive), 1.0)
+        height, width, _ = self.image_shape
+        box_w = inferred["scale"][..., 0] * width                   # [B, T] px
+        box_h = inferred["scale"][..., -1] * height                 # [B, T] px
         terms = {
             "reconstruction": tf.reduce_mean(bce),
             "kl_where": tf.reduce_mean(kls["kl_scale"] + kls["kl_shift"]),
@@ -671,6 +678,8 @@ class AIR(keras.Model):
             "kl": tf.reduce_mean(kl),
             "count": tf.reduce_mean(tf.reduce_sum(inferred["alive"], axis=1)),
             "pres_prior_log_odds": self.pres_prior_log_odds(step),
+            "box_width_px": tf.reduce_sum(alive * box_w) / n_alive,
+            "box_height_px": tf.reduce_sum(alive * box_h) / n_alive,
         }
         return loss, terms
 

@@ -375,6 +375,11 @@ def test_loss_is_bce_plus_closed_form_kls(model_name, fixed_steps, pres_kl, temp
     np.testing.assert_allclose(
             terms["kl_where"].numpy(),
             (alive * (kl_scale.sum(-1) + kl_shift.sum(-1))).sum(1).mean(), rtol=1e-5)
+    # The diagnostic box sizes: the sampled w·W_img and h·H_img, averaged over running steps.
+    width_px = (alive * inferred["scale"][..., 0] * 10).sum() / alive.sum()
+    height_px = (alive * inferred["scale"][..., 1] * 12).sum() / alive.sum()
+    np.testing.assert_allclose(terms["box_width_px"].numpy(), width_px, rtol=1e-5)
+    np.testing.assert_allclose(terms["box_height_px"].numpy(), height_px, rtol=1e-5)
 
 
 @pytest.mark.parametrize("where_heads, decoder_noise_std", [("shared", 0.0), ("separate", 0.3)])
