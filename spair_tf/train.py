@@ -5,8 +5,10 @@ r"""Trains SPAIR (or the AIR / DAIR baselines) with the shared training loop.
 Every hyperparameter of SPAIR_SPEC is a flag whose default is the paper's value
 (`--helpfull` lists them): the SpairConfig fields (§1), the TrainConfig fields (§1.11) and
 the AirConfig fields prefixed `air_` (§4.2). Re-running the same command resumes from the
-latest checkpoint in --model_dir (also after `kill -9`). At the end the best-by-validation-AP
-checkpoint is evaluated on the test set and written to DIR/results.json.
+latest checkpoint in --model_dir (also after `kill -9`). The flags given are recorded in
+DIR/flags.json, from which `spair_tf.evaluate` and `spair_tf.export` rebuild the model. At
+the end the best-by-validation-AP checkpoint is evaluated on the test set and written to
+DIR/results.json.
 
 Scale-out: `--strategy=mirrored` splits each batch over the local devices;
 `--strategy=multi_worker` runs one process per worker, each started with the same flags
@@ -125,6 +127,10 @@ def main(argv):
     dataset = datasets.to_tf_dataset(train_data, batch_size=train_config.batch_size,
                                      shuffle=True, repeat=True,
                                      seed=train_config.seed + trainer.restore())
+    if trainer.is_chief:  # the checkpoint matches these flags: evaluate/export rebuild from them
+        from spair_tf import io_utils
+
+        io_utils.atomic_write_json(os.path.join(FLAGS.model_dir, "flags.json"), record)
     try:
         results = trainer.fit(dataset, val_data=val_data, test_data=test_data,
                               eval_mode=FLAGS.eval_mode)

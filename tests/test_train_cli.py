@@ -50,7 +50,8 @@ def _checkpoint_number(path):
 
 def test_kill_9_then_the_same_command_resumes_from_the_last_checkpoint(tmp_path):
     model_dir, cache = tmp_path / "model", tmp_path / "cache"
-    command = _command(model_dir, cache, "--max_steps=4", "--eval_every=2", "--log_every=1")
+    command = _command(model_dir, cache, "--max_steps=4", "--eval_every=2", "--log_every=1",
+                       "--eval_mode=paper")
     with open(tmp_path / "first.err", "w") as err:
         first = subprocess.Popen(command, cwd=REPO, env=_env(), stdout=subprocess.DEVNULL,
                                  stderr=err)
@@ -63,6 +64,8 @@ def test_kill_9_then_the_same_command_resumes_from_the_last_checkpoint(tmp_path)
         first.wait()
     killed_at = _checkpoint_number(tf.train.latest_checkpoint(str(model_dir / "ckpt")))
     assert killed_at == 2, "the first run ended before it could be killed"
+    with open(model_dir / "flags.json") as f:   # written before the first step
+        assert json.load(f)["hidden_units"] == ["8"]
 
     second = subprocess.run(command, cwd=REPO, env=_env(), capture_output=True, text=True,
                             timeout=900)
@@ -78,6 +81,20 @@ def test_kill_9_then_the_same_command_resumes_from_the_last_checkpoint(tmp_path)
     # The step counter and Adam's own counter continued together.
     reader = tf.train.load_checkpoint(str(model_dir / "ckpt" / "ckpt-4"))
     assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 4
+
+    # `spair_tf.evaluate` with only the directory rebuilds the tiny model from flags.json
+    # (the default-sized model would not match the checkpoint) and evaluates the run's
+    # test split in the run's mode; a flag on its command line overrides the record.
+    evaluated = subprocess.run(
+            [sys.executable, "-m", "spair_tf.evaluate", f"--model_dir={model_dir}",
+             f"--output_json={tmp_path / 'eval.json'}", "--test_images=4"],
+            cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    with open(tmp_path / "eval.json") as f:
+        evaluation = json.load(f)
+    assert evaluation["mode"] == "paper" and evaluation["n_images"] == 4
+    assert evaluation["flags_from_training_record"]["hidden_units"] == ["8"]
+    assert "test_images" not in evaluation["flags_from_training_record"]
     assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 4
 
     # The schedules are functions of the restored step: the update logged at step s used
@@ -180,3 +197,44 @@ def test_diverging_run_stops_with_the_step_and_the_loss_terms(tmp_path):
                                   "error: the loss is", "at step 1", "reconstruction=",
                                   "kl_pres=", "--learning_rate", "no checkpoint")
     assert not os.path.exists(tmp_path / "model" / "results.json"), line
+
+
+# ------------------------------------------------------------------------------------------
+# The training record that evaluate / export rebuild the model from
+
+def _flag_values(*argv):
+    from absl import flags
+
+    values = flags.FlagValues()
+    flags.DEFINE_list("hidden_units", ["100", "100"], "", flag_values=values)
+    flags.DEFINE_integer("n_what", 50, "", flag_values=values)
+    flags.DEFINE_bool("lateral", True, "", flag_values=values)
+    flags.DEFINE_string("model_dir", None, "", flag_values=values)
+    values(["prog", *argv])
+    return values
+
+
+def test_recorded_flags_fill_what_the_command_line_leaves_unset(tmp_path):
+    from spair_tf.evaluate import adopt_recorded_flags
+
+    (tmp_path / "flags.json").write_text(json.dumps(
+            {"hidden_units": ["8", "4"], "n_what": 4, "lateral": False,
+             "model_dir": "/elsewhere", "spair": {"not": "a flag"}}))
+    values = _flag_values("--n_what=6", f"--model_dir={tmp_path}")
+    assert adopt_recorded_flags(str(tmp_path), values) == ["hidden_units", "lateral"]
+    assert values.hidden_units == ["8", "4"] and values.lateral is False
+    assert values.n_what == 6 and values.model_dir == str(tmp_path)  # the command line wins
+    assert adopt_recorded_flags(str(tmp_path / "no_record"), _flag_values()) == []
+    older = tmp_path / "older_run"   # runs before flags.json: the flags in results.json
+    older.mkdir()
+    (older / "results.json").write_text(json.dumps({"flags": {"n_what": 4}, "steps": 9}))
+    values = _flag_values()
+    assert adopt_recorded_flags(str(older), values) == ["n_what"] and values.n_what == 4
+
+
+def test_a_corrupt_training_record_is_named_with_the_fix(tmp_path):
+    from spair_tf.evaluate import adopt_recorded_flags
+
+    (tmp_path / "flags.json").write_text('{"n_what": 4')
+    with pytest.raises(ValueError, match=r"flags\.json is unreadable .*--flagfile"):
+        adopt_recorded_flags(str(tmp_path), _flag_values())
