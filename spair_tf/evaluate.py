@@ -12,13 +12,13 @@ mode, the checkpoint, the flags taken from the record and the command.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
 from absl import flags
 
 from spair_tf import cli
+from spair_tf import flags_util
 from spair_tf import train  # noqa: F401  (defines the model and data flags)
 
 flags.DEFINE_string("output_json", None, "Where to write the metrics (atomically).")
@@ -27,45 +27,6 @@ flags.DEFINE_enum("checkpoint", "best", ("best", "latest"),
 flags.DEFINE_integer("eval_batch_size", 32, "Images per evaluation batch (the paper "
                      "protocol pools per batch of 32).", lower_bound=1)
 FLAGS = flags.FLAGS
-
-# Flags about where and how a command runs, never taken from a training run's record.
-NOT_INHERITED = frozenset({"model_dir", "output_json", "checkpoint", "export_dir",
-                           "max_steps", "patience", "eval_every", "log_every", "strategy"})
-
-
-def adopt_recorded_flags(model_dir, flag_values=FLAGS):
-    """Gives each flag its value from model_dir's training run, unless this command sets it.
-
-    The record is DIR/flags.json (written by `spair_tf.train` once its checkpoint is
-    restored or created), else the "flags" of DIR/results.json from runs that predate it.
-    Returns the names of the flags taken from the record (none if there is no record).
-    """
-    for name, key in (("flags.json", None), ("results.json", "flags")):
-        path = os.path.join(model_dir, name)
-        if not os.path.exists(path):
-            continue
-        try:
-            with open(path) as f:
-                record = json.load(f)
-            record = record if key is None else record.get(key, {})
-            if not isinstance(record, dict):
-                raise TypeError(f"expected a JSON object, found {type(record).__name__}")
-        except (OSError, TypeError, ValueError) as error:
-            raise ValueError(f"{path} is unreadable ({error}); delete it and pass the "
-                             "training run's --flagfile instead.") from error
-        break
-    else:
-        return []
-    adopted = []
-    for name, value in sorted(record.items()):
-        if (name not in flag_values or name in NOT_INHERITED or value is None
-                or flag_values[name].present):
-            continue
-        flag_values[name].parse(",".join(map(str, value)) if isinstance(value, list)
-                                else str(value))
-        adopted.append(name)
-    return adopted
-
 
 def restore_model(model_dir, which="best", image_shape=(48, 48, 3)):
     """Builds the model the flags describe and restores its checkpoint from model_dir."""
@@ -104,7 +65,7 @@ def main(argv):
         raise ValueError("--model_dir is required.")
     from spair_tf import evaluation, io_utils
 
-    adopted = adopt_recorded_flags(FLAGS.model_dir)
+    adopted = flags_util.adopt_recorded_flags(FLAGS.model_dir)
     _, _, test_cfg = cli.data_configs()
     data = cli.load_data(test_cfg)
     model, path = restore_model(FLAGS.model_dir, FLAGS.checkpoint, data.images.shape[1:])

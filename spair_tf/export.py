@@ -3,7 +3,7 @@ r"""Exports a trained SPAIR as a SavedModel that plain TensorFlow can serve.
     python -m spair_tf.export --model_dir=DIR --export_dir=OUT
 
 The model is rebuilt from the flags its training run recorded in DIR/flags.json
-(`spair_tf.evaluate.adopt_recorded_flags`); flags given here override them.
+(`flags_util.adopt_recorded_flags`); flags given here override them.
 
     detector = tf.saved_model.load(OUT)
     out = detector.signatures["serving_default"](images=images)   # float32 [N, H, W, 3] in [0, 1]
@@ -24,6 +24,8 @@ import sys
 
 import tensorflow as tf
 from absl import flags
+
+from spair_tf import flags_util
 
 
 class Detector(tf.Module):
@@ -77,7 +79,7 @@ def main(argv):
     values = flags.FLAGS
     if not values.model_dir or not values.export_dir:
         raise ValueError("--model_dir and --export_dir are required.")
-    evaluate.adopt_recorded_flags(values.model_dir)
+    flags_util.adopt_recorded_flags(values.model_dir)
     model, path = evaluate.restore_model(values.model_dir, values.checkpoint)
     export_model(model, values.export_dir)
     print(f"exported {path} to {values.export_dir}")

@@ -3,12 +3,15 @@
 Every field of a config dataclass becomes a flag of the same name (with an optional prefix),
 its default the dataclass default (the paper's value) and its help text the field's entry in
 the class docstring's "Attributes:" section, so `--helpfull` documents each hyperparameter
-where it is defined. Library code never reads flags; entry points call `config_from_flags`.
+where it is defined. Library code never reads flags; entry points call `config_from_flags`,
+and `spair_tf.evaluate` / `spair_tf.export` `adopt_recorded_flags` from a training run.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 import re
 import types
 import typing
@@ -99,3 +102,42 @@ def config_from_flags(cls, prefix: str = "", skip=(), flag_values=flags.FLAGS, *
         kwargs[field.name] = value
     kwargs.update(overrides)
     return cls(**kwargs)
+
+
+# Flags about where and how a command runs, never taken from a training run's record.
+NOT_INHERITED = frozenset({"model_dir", "output_json", "checkpoint", "export_dir",
+                           "max_steps", "patience", "eval_every", "log_every", "strategy"})
+
+
+def adopt_recorded_flags(model_dir, flag_values=flags.FLAGS):
+    """Gives each flag its value from model_dir's training run, unless this command sets it.
+
+    The record is DIR/flags.json (written by `spair_tf.train` once its checkpoint is
+    restored or created), else the "flags" of DIR/results.json from runs that predate it.
+    Returns the names of the flags taken from the record (none if there is no record).
+    """
+    for name, key in (("flags.json", None), ("results.json", "flags")):
+        path = os.path.join(model_dir, name)
+        if not os.path.exists(path):
+            continue
+        try:
+            with open(path) as f:
+                record = json.load(f)
+            record = record if key is None else record.get(key, {})
+            if not isinstance(record, dict):
+                raise TypeError(f"expected a JSON object, found {type(record).__name__}")
+        except (OSError, TypeError, ValueError) as error:
+            raise ValueError(f"{path} is unreadable ({error}); delete it and pass the "
+                             "training run's --flagfile instead.") from error
+        break
+    else:
+        return []
+    adopted = []
+    for name, value in sorted(record.items()):
+        if (name not in flag_values or name in NOT_INHERITED or value is None
+                or flag_values[name].present):
+            continue
+        flag_values[name].parse(",".join(map(str, value)) if isinstance(value, list)
+                                else str(value))
+        adopted.append(name)
+    return adopted

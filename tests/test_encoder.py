@@ -101,15 +101,19 @@ def test_wavefront_order_equals_raster_order(image_size):
     step = tf.constant(5000, tf.int64)
     wave = encoder(images, features=features, noise=noise, step=step, schedule="wavefront")
     raster = encoder(images, features=features, noise=noise, step=step, schedule="raster")
+    # Equal up to float32 summation order: the wavefront batches n cells per matmul and
+    # einsum, raster one, and the CPU's kernels block these differently (up to 1.4e-5 seen
+    # on an AMD EPYC host). One neighbour's changed latents move a reader's output by
+    # 0.2–0.9 here (the lateral check below asserts > 0.01).
     for name in wave:
-        np.testing.assert_allclose(wave[name].numpy(), raster[name].numpy(), rtol=1e-5,
-                                   atol=1e-5, err_msg=name)
+        np.testing.assert_allclose(wave[name].numpy(), raster[name].numpy(), rtol=1e-4,
+                                   atol=1e-4, err_msg=name)
     # The lateral context matters: changing cell (1, 1)'s noise changes cell (2, 1), which
     # reads it, but no cell visited before it.
     noise2 = {k: v.copy() for k, v in noise.items()}
     noise2["what"][:, 1, 1] += 3.0
     changed = encoder(images, features=features, noise=noise2, step=step)["pres_logit"]
-    assert not np.allclose(changed[:, 2, 1], wave["pres_logit"][:, 2, 1])
+    assert np.abs(changed[:, 2, 1] - wave["pres_logit"][:, 2, 1]).max() > 0.01
     np.testing.assert_array_equal(changed[:, 0], wave["pres_logit"][:, 0])
     np.testing.assert_array_equal(changed[:, 1, 0], wave["pres_logit"][:, 1, 0])
 

@@ -215,7 +215,7 @@ def _flag_values(*argv):
 
 
 def test_recorded_flags_fill_what_the_command_line_leaves_unset(tmp_path):
-    from spair_tf.evaluate import adopt_recorded_flags
+    from spair_tf.flags_util import adopt_recorded_flags
 
     (tmp_path / "flags.json").write_text(json.dumps(
             {"hidden_units": ["8", "4"], "n_what": 4, "lateral": False,
@@ -233,7 +233,7 @@ def test_recorded_flags_fill_what_the_command_line_leaves_unset(tmp_path):
 
 
 def test_a_corrupt_training_record_is_named_with_the_fix(tmp_path):
-    from spair_tf.evaluate import adopt_recorded_flags
+    from spair_tf.flags_util import adopt_recorded_flags
 
     (tmp_path / "flags.json").write_text('{"n_what": 4')
     with pytest.raises(ValueError, match=r"flags\.json is unreadable .*--flagfile"):
