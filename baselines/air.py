@@ -667,7 +667,7 @@ class AIR(keras.Model):
         n_alive = tf.maximum(tf.reduce_sum(alive), 1.0)
         height, width, _ = self.image_shape
         box_w = inferred["scale"][..., 0] * width                   # [B, T] px
-        box_h = inferred["scale"][..., -1] * height                 # [B, T] px
+        box_h = inferred["scale"][..., 1] * height                  # [B, T] px
         terms = {
             "reconstruction": tf.reduce_mean(bce),
             "kl_where": tf.reduce_mean(kls["kl_scale"] + kls["kl_shift"]),
@@ -676,7 +676,7 @@ class AIR(keras.Model):
             "kl_what": tf.reduce_mean(kls["kl_what"]),
             "kl_pres": tf.reduce_mean(kls["kl_pres"]),
             "kl": tf.reduce_mean(kl),
-            "count": tf.reduce_mean(tf.reduce_sum(inferred["alive"], axis=1)),
+            "count": tf.reduce_mean(tf.reduce_sum(alive, axis=1)),
             "pres_prior_log_odds": self.pres_prior_log_odds(step),
             "box_width_px": tf.reduce_sum(alive * box_w) / n_alive,
             "box_height_px": tf.reduce_sum(alive * box_h) / n_alive,

@@ -28,6 +28,7 @@ flags.DEFINE_integer("eval_batch_size", 32, "Images per evaluation batch (the pa
                      "protocol pools per batch of 32).", lower_bound=1)
 FLAGS = flags.FLAGS
 
+
 def restore_model(model_dir, which="best", image_shape=(48, 48, 3)):
     """Builds the model the flags describe and restores its checkpoint from model_dir."""
     import tensorflow as tf

@@ -116,22 +116,21 @@ def adopt_recorded_flags(model_dir, flag_values=flags.FLAGS):
     restored or created), else the "flags" of DIR/results.json from runs that predate it.
     Returns the names of the flags taken from the record (none if there is no record).
     """
-    for name, key in (("flags.json", None), ("results.json", "flags")):
-        path = os.path.join(model_dir, name)
-        if not os.path.exists(path):
-            continue
-        try:
-            with open(path) as f:
-                record = json.load(f)
-            record = record if key is None else record.get(key, {})
-            if not isinstance(record, dict):
-                raise TypeError(f"expected a JSON object, found {type(record).__name__}")
-        except (OSError, TypeError, ValueError) as error:
-            raise ValueError(f"{path} is unreadable ({error}); delete it and pass the "
-                             "training run's --flagfile instead.") from error
-        break
-    else:
+    records = [(os.path.join(model_dir, name), key)
+               for name, key in (("flags.json", None), ("results.json", "flags"))]
+    found = [(path, key) for path, key in records if os.path.exists(path)]
+    if not found:
         return []
+    path, key = found[0]
+    try:
+        with open(path) as f:
+            record = json.load(f)
+        record = record if key is None else record.get(key, {})
+        if not isinstance(record, dict):
+            raise TypeError(f"expected a JSON object, found {type(record).__name__}")
+    except (OSError, TypeError, ValueError) as error:
+        raise ValueError(f"{path} is unreadable ({error}); delete it and pass the "
+                         "training run's --flagfile instead.") from error
     adopted = []
     for name, value in sorted(record.items()):
         if (name not in flag_values or name in NOT_INHERITED or value is None

@@ -81,20 +81,6 @@ def test_kill_9_then_the_same_command_resumes_from_the_last_checkpoint(tmp_path)
     # The step counter and Adam's own counter continued together.
     reader = tf.train.load_checkpoint(str(model_dir / "ckpt" / "ckpt-4"))
     assert reader.get_tensor("step/.ATTRIBUTES/VARIABLE_VALUE") == 4
-
-    # `spair_tf.evaluate` with only the directory rebuilds the tiny model from flags.json
-    # (the default-sized model would not match the checkpoint) and evaluates the run's
-    # test split in the run's mode; a flag on its command line overrides the record.
-    evaluated = subprocess.run(
-            [sys.executable, "-m", "spair_tf.evaluate", f"--model_dir={model_dir}",
-             f"--output_json={tmp_path / 'eval.json'}", "--test_images=4"],
-            cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
-    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
-    with open(tmp_path / "eval.json") as f:
-        evaluation = json.load(f)
-    assert evaluation["mode"] == "paper" and evaluation["n_images"] == 4
-    assert evaluation["flags_from_training_record"]["hidden_units"] == ["8"]
-    assert "test_images" not in evaluation["flags_from_training_record"]
     assert reader.get_tensor("optimizer/_iterations/.ATTRIBUTES/VARIABLE_VALUE") == 4
 
     # The schedules are functions of the restored step: the update logged at step s used
@@ -112,6 +98,20 @@ def test_kill_9_then_the_same_command_resumes_from_the_last_checkpoint(tmp_path)
         t = step - 1
         s_t = (1e6 - 0.0125) * 0.1 ** (t / COUNT_PRIOR_DECAY_STEPS) + 0.0125
         assert value == pytest.approx(math.log(s_t + 1e-6), rel=1e-5), step
+
+    # `spair_tf.evaluate` with only the directory rebuilds the tiny model from flags.json
+    # (the default-sized model would not match the checkpoint) and evaluates the run's
+    # test split in the run's mode; a flag on its command line overrides the record.
+    evaluated = subprocess.run(
+            [sys.executable, "-m", "spair_tf.evaluate", f"--model_dir={model_dir}",
+             f"--output_json={tmp_path / 'eval.json'}", "--test_images=4"],
+            cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    with open(tmp_path / "eval.json") as f:
+        evaluation = json.load(f)
+    assert evaluation["mode"] == "paper" and evaluation["n_images"] == 4
+    assert evaluation["flags_from_training_record"]["hidden_units"] == ["8"]
+    assert "test_images" not in evaluation["flags_from_training_record"]
 
 
 # ------------------------------------------------------------------------------------------
