@@ -1,0 +1,169 @@
+r"""Fig. 2 as measured so far, beside the paper's (SPAIR_SPEC §5.1).
+
+    python -m spair_tf.report [--output_json results/comparison/fig2.json]
+
+Reads the result records under `results/` (it measures nothing) and prints a Markdown
+table, the one in the README between the `fig2` markers (tests/test_report.py checks the
+README against it). Each cell is our test AP in the paper's protocol, at the checkpoint
+with the best validation AP, with the training steps behind it and the digits it used
+(MNIST framed as the spec says, or the original code's EMNIST-like framing: BUILD_NOTES,
+"Digit framing option"); the paper's mean and 95% CI beside it. A run that has no test
+evaluation shows its best validation AP, marked "val". Cells with no run are blank.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+from spair_tf import io_utils
+from spair_tf import paper_numbers
+
+REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = ("SPAIR", "AIR", "DAIR", "ConnComp")
+N_DIGITS = (1, 3, 5, 7, 9)
+DIGITS_LABEL = {"spec": "MNIST", "original": "orig."}
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """Where one measured cell of Fig. 2 is recorded.
+
+    Attributes:
+      model, n: the cell.
+      path: the JSON file under the repository.
+      ap: keys (or list indices) leading to the AP inside it (a fraction, or percent if
+        `percent`).
+      steps: keys leading to the training steps behind it, or None (ConnComp).
+      digits: "spec" or "original".
+      split: "test", or "val" where the run has no test evaluation.
+    """
+    model: str
+    n: int
+    path: str
+    ap: tuple
+    steps: tuple | None
+    digits: str
+    split: str = "test"
+    percent: bool = False
+
+
+def _conncomp(path, digits):
+    return [Record("ConnComp", n, path, ("per_n", str(n), "AP_paper_protocol"), None, digits,
+                   percent=True) for n in N_DIGITS]
+
+
+LAST_VALIDATED_STEP = ("val_curve", -1, "step")  # progress records: the steps trained
+
+# Every recorded run that is a Fig. 2 cell. Short checks (results/air/*_2000steps.json) and
+# diagnostics with changed priors are not cells.
+RECORDS = (
+    *_conncomp("results/comparison/conncomp.json", "spec"),
+    *_conncomp("results/comparison/conncomp_original_preprocessing.json", "original"),
+    Record("SPAIR", 5, "results/spair/exp1_n5.json", ("test", "AP"), ("steps",), "spec"),
+    Record("SPAIR", 5, "results/spair/exp1_n5_original_digits.json",
+           ("at_91000_steps_not_committed", "test", "AP"),
+           ("at_91000_steps_not_committed", "steps"), "original"),
+    Record("AIR", 1, "results/air/air_n1_comparison_progress.json", ("best_val", "AP"),
+           LAST_VALIDATED_STEP, "spec", split="val"),
+    Record("AIR", 5, "results/air/air_n5_comparison_progress.json", ("test_at_best", "AP"),
+           LAST_VALIDATED_STEP, "spec"),
+    Record("AIR", 9, "results/air/air_n9_comparison_progress.json", ("test_at_best", "AP"),
+           LAST_VALIDATED_STEP, "spec"),
+)
+
+
+def _lookup(record, keys):
+    value = record
+    for key in keys:
+        value = value[key]
+    return value
+
+
+def measured(records=RECORDS, root=REPOSITORY):
+    """The recorded cells: a list of dicts (model, n, AP in %, steps, digits, split, source).
+
+    A record file that is missing, or lacks the named keys, is a ValueError naming it.
+    """
+    cells = []
+    for record in records:
+        path = os.path.join(root, record.path)
+        if not os.path.exists(path):
+            raise ValueError(f"{record.path} does not exist; record the run there or remove "
+                             "its entry from spair_tf.report.RECORDS")
+        with open(path) as f:
+            data = json.load(f)
+        try:
+            ap = float(_lookup(data, record.ap))
+            steps = None if record.steps is None else int(_lookup(data, record.steps))
+        except (KeyError, IndexError, TypeError, ValueError) as error:
+            keys = [record.ap] + ([record.steps] if record.steps else [])
+            raise ValueError(f"{record.path} has no {' or '.join(map(str, keys))} "
+                             f"({error!r}); fix the record "
+                             "or its entry in spair_tf.report.RECORDS") from error
+        cells.append({"model": record.model, "n": record.n,
+                      "AP": ap if record.percent else 100.0 * ap, "steps": steps,
+                      "digits": record.digits, "split": record.split, "source": record.path})
+    return cells
+
+
+def _paper(model, n):
+    value = paper_numbers.EXPERIMENT1_AP[model][n]
+    if isinstance(value, tuple):
+        return f"{value[0]:.1f} [{value[1]:.1f}, {value[2]:.1f}]"
+    return f"{value:.1f}"
+
+
+def _ours(cells):
+    parts = []
+    for cell in cells:
+        text = f"{cell['AP']:.1f}"
+        details = [DIGITS_LABEL[cell["digits"]]]
+        if cell["steps"] is not None:
+            details.append(f"{cell['steps'] // 1000}k steps")
+        if cell["split"] != "test":
+            details.append(cell["split"])
+        parts.append(f"{text} ({', '.join(details)})")
+    return "<br>".join(parts)
+
+
+def markdown(cells):
+    """Fig. 2 as a Markdown table: per n, ours then the paper's for each model."""
+    header = "| n | " + " | ".join(f"{m} ours | {m} paper" for m in MODELS) + " |"
+    lines = [header, "|---" * (1 + 2 * len(MODELS)) + "|"]
+    for n in N_DIGITS:
+        row = [str(n)]
+        for model in MODELS:
+            row += [_ours([c for c in cells if c["model"] == model and c["n"] == n]),
+                    _paper(model, n)]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output_json", help="Also write the cells and the table here.")
+    args = parser.parse_args(argv)
+    try:
+        cells = measured()
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    table = markdown(cells)
+    print(table)
+    if args.output_json:
+        io_utils.atomic_write_json(args.output_json, {
+            "command": "python -m spair_tf.report --output_json " + args.output_json,
+            "description": "Fig. 2 (SPAIR_SPEC §5.1): our recorded test AP (paper protocol, "
+                           "%) per model and n, from the files named in each cell, beside "
+                           "the paper's.",
+            "cells": cells, "paper": {m: paper_numbers.EXPERIMENT1_AP[m] for m in MODELS},
+            "markdown": table})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""spair_tf.report: the README's Fig. 2 table is the one the records give."""
+
+import json
+import os
+import re
+
+import pytest
+
+from spair_tf import report
+
+README = os.path.join(report.REPOSITORY, "README.md")
+
+
+def _readme_table():
+    with open(README) as f:
+        text = f.read()
+    match = re.search(r"<!-- fig2:begin[^>]*-->\n(.*?)\n<!-- fig2:end -->", text, re.S)
+    assert match, "README.md has no fig2:begin / fig2:end block"
+    return match.group(1)
+
+
+def test_readme_table_is_the_records_table():
+    """A record changed without re-running `python -m spair_tf.report` fails here."""
+    assert _readme_table() == report.markdown(report.measured())
+
+
+def test_every_cell_is_a_percentage_of_a_fig2_condition():
+    cells = report.measured()
+    assert len(cells) == len(report.RECORDS)
+    for cell in cells:
+        assert 0.0 <= cell["AP"] <= 100.0, cell
+        assert cell["model"] in report.MODELS and cell["n"] in report.N_DIGITS
+
+
+def test_cells_read_the_named_values(tmp_path):
+    """Fractions become percent, list indices work, and a cell sits in its own row/column."""
+    (tmp_path / "run.json").write_text(json.dumps(
+        {"test": {"AP": 0.5}, "val_curve": [{"step": 1000}, {"step": 7000}]}))
+    (tmp_path / "cc.json").write_text(json.dumps({"per_n": {"3": {"AP_paper_protocol": 71.0}}}))
+    records = (report.Record("SPAIR", 9, "run.json", ("test", "AP"), ("val_curve", -1, "step"),
+                             "original"),
+               report.Record("ConnComp", 3, "cc.json", ("per_n", "3", "AP_paper_protocol"),
+                             None, "spec", percent=True))
+    cells = report.measured(records, root=str(tmp_path))
+    assert [(c["model"], c["n"], c["AP"], c["steps"]) for c in cells] == [
+        ("SPAIR", 9, 50.0, 7000), ("ConnComp", 3, 71.0, None)]
+    rows = report.markdown(cells).splitlines()
+    row9 = next(r for r in rows if r.startswith("| 9 |")).split(" | ")
+    assert row9[1] == "50.0 (orig., 7k steps)"
+    row3 = next(r for r in rows if r.startswith("| 3 |")).split(" | ")
+    assert row3[7] == "71.0 (MNIST)" and row3[1] == ""
+
+
+def test_a_missing_record_or_key_is_an_error_naming_the_file(tmp_path):
+    (tmp_path / "run.json").write_text(json.dumps({"test": {}}))
+    records = (report.Record("SPAIR", 1, "run.json", ("test", "AP"), ("steps",), "spec"),)
+    with pytest.raises(ValueError, match=r"run\.json has no \('test', 'AP'\)"):
+        report.measured(records, root=str(tmp_path))
+    records = (report.Record("SPAIR", 1, "gone.json", ("test", "AP"), ("steps",), "spec"),)
+    with pytest.raises(ValueError, match=r"gone\.json does not exist"):
+        report.measured(records, root=str(tmp_path))
