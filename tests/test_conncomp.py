@@ -301,9 +301,10 @@ def run_in_process(capsys, *args):
     ["--n_digits", "3", "--tau", "0.1", "--split", "bogus"],
     ["--n_digits", "3", "--tau", "0.1"],
     ["--paper_table", "--benchmark"],
+    ["--experiment2_table", "--paper_table", "--output_json", "x.json"],
     ["--n_digits", "99", "--tau", "0.1", "--output_json", "x.json"],
 ], ids=["negative_tau", "no_tau", "tau_and_search", "bad_split", "no_output",
-        "two_modes", "too_many_digits"])
+        "two_modes", "two_tables", "too_many_digits"])
 def test_cli_user_mistakes_exit_2_with_one_line(capsys, monkeypatch, tmp_path, args):
     monkeypatch.chdir(tmp_path)
     status, out, err = run_in_process(capsys, *args)
@@ -338,3 +339,24 @@ def test_cli_evaluates_experiment1_data_and_writes_all_keys(capsys, tmp_path):
     assert written["command"] == ("python -m baselines.conncomp --n_digits 1 --tau 0.01 "
                                   f"--n_images 40 --output_json {output}")
     assert len(out.strip().splitlines()) == 1
+
+
+def test_cli_experiment2_table_uses_the_papers_tau_per_n(capsys, tmp_path):
+    """One row per n = 1..20 on full 84×84 images, at the original's τ for AP, with the
+    paper's Fig. 3 figures beside the rows that have them."""
+    import json
+
+    from spair_tf import paper_numbers
+
+    output = tmp_path / "e2.json"
+    status, out, _ = run_in_process(capsys, "--experiment2_table", "--n_images", "4",
+                                    "--output_json", str(output))
+    assert status == 0
+    per_n = json.loads(output.read_text())["per_n"]
+    assert sorted(map(int, per_n)) == list(range(1, 21))
+    for n, row in per_n.items():
+        assert row["tau"] == paper_numbers.CONNCOMP_TAU_EXPERIMENT2_AP[int(n)]
+        assert row["n_images"] == 4 and 0.0 <= row["AP_paper_protocol"] <= 100.0
+        assert row["AP_paper_figure"] == paper_numbers.EXPERIMENT2["AP"]["CC"].get(int(n))
+    assert per_n["20"]["count_abs_error_paper_figure"] == 2.799
+    assert len(out.strip().splitlines()) == 20
