@@ -78,6 +78,29 @@ def data_configs(values=flags.FLAGS):
             for c, n in zip(configs, sizes)]
 
 
+def parse_digit_counts(items):
+    """[int] from items like ["1-3", "7"] (ranges inclusive): [1, 2, 3, 7], sorted, unique.
+
+    A malformed item or a count below 1 is a ValueError naming it and the syntax.
+    """
+    counts = set()
+    for item in items:
+        text = item.strip()
+        low, _, high = text.partition("-")
+        try:
+            low, high = int(low), int(high or low)
+        except ValueError:
+            raise ValueError(f"--n_digits_sweep item {item!r} is not a count or a range; "
+                             "use e.g. 1-20 or 1,5,10") from None
+        if low < 1 or high < low:
+            raise ValueError(f"--n_digits_sweep item {item!r}: counts must be ≥ 1 and ranges "
+                             "ascending, e.g. 1-20")
+        counts.update(range(low, high + 1))
+    if not counts:
+        raise ValueError("--n_digits_sweep is empty; use e.g. 1-20")
+    return sorted(counts)
+
+
 def load_data(config, values=flags.FLAGS):
     from spair_tf import datasets
 

@@ -113,6 +113,22 @@ def test_kill_9_then_the_same_command_resumes_from_the_last_checkpoint(tmp_path)
     assert evaluation["flags_from_training_record"]["hidden_units"] == ["8"]
     assert "test_images" not in evaluation["flags_from_training_record"]
 
+    # --n_digits_sweep: one evaluation per digit count, the data of each named in its row.
+    swept = subprocess.run(
+            [sys.executable, "-m", "spair_tf.evaluate", f"--model_dir={model_dir}",
+             f"--output_json={tmp_path / 'sweep.json'}", "--test_images=4",
+             "--n_digits_sweep=2-3,1"],
+            cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    assert swept.returncode == 0, swept.stderr[-3000:]
+    with open(tmp_path / "sweep.json") as f:
+        sweep = json.load(f)
+    assert sweep["n_digits"] == [1, 2, 3] and sorted(sweep["per_n"]) == ["1", "2", "3"]
+    for n, row in sweep["per_n"].items():
+        assert row["dataset"]["min_digits"] == row["dataset"]["max_digits"] == int(n)
+        assert row["n_images"] == 4 and row["mode"] == "paper"
+    assert sweep["paper"] is None   # Fig. 3's figures belong to Experiment 2 models only
+    assert [line.split(":")[0] for line in swept.stdout.splitlines()] == ["n=1", "n=2", "n=3"]
+
 
 # ------------------------------------------------------------------------------------------
 # Bad input: a clear message, no traceback. The cases run concurrently.
@@ -197,6 +213,20 @@ def test_diverging_run_stops_with_the_step_and_the_loss_terms(tmp_path):
                                   "error: the loss is", "at step 1", "reconstruction=",
                                   "kl_pres=", "--learning_rate", "no checkpoint")
     assert not os.path.exists(tmp_path / "model" / "results.json"), line
+
+
+def test_digit_count_sweeps_parse_ranges_and_name_bad_items():
+    from spair_tf.cli import parse_digit_counts
+
+    assert parse_digit_counts(["1-3", "7", " 2 "]) == [1, 2, 3, 7]
+    assert parse_digit_counts(["1-20"]) == list(range(1, 21))
+    for bad, needle in [("0", "≥ 1"), ("5-2", "ascending"), ("a", "not a count"),
+                        ("-3", "not a count"), ("1-2-3", "not a count")]:
+        with pytest.raises(ValueError, match=needle) as error:
+            parse_digit_counts([bad])
+        assert repr(bad) in str(error.value)
+    with pytest.raises(ValueError, match="empty"):
+        parse_digit_counts([])
 
 
 # ------------------------------------------------------------------------------------------
