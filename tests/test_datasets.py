@@ -1,6 +1,7 @@
 """Dataset configs, presets, the disk cache and the tf.data pipeline (SPAIR_SPEC §2.2)."""
 
 import dataclasses
+import glob
 import json
 import os
 import warnings
@@ -417,9 +418,9 @@ def test_ink_rule_cache_round_trip(tmp_path):
         _assert_same(first, datasets.load(config, str(tmp_path)))
 
 
-def test_digit_flags_reach_every_split_and_the_original_digits_flagfile_parses():
+def test_digit_flags_reach_every_split_and_the_original_digits_flagfiles_parse():
     """--digit_frame / --digit_rounding select the original code's digits for train, val
-    and test; configs/experiment1_n5_original_digits.flags sets them on Experiment 1."""
+    and test; every configs/*_original_digits.flags sets them on its parent's data."""
     from absl import flags
 
     from spair_tf import cli
@@ -438,10 +439,18 @@ def test_digit_flags_reach_every_split_and_the_original_digits_flagfile_parses()
     cwd = os.getcwd()
     os.chdir(repo)  # the flagfile names its parent relative to the repository
     try:
-        configs = parsed("--flagfile=configs/experiment1_n5_original_digits.flags")
+        paths = sorted(glob.glob("configs/*_original_digits.flags"))
+        assert len(paths) == 8, paths   # Experiment 1 n = 1, 3, 5, 7, 9; Experiment 2 × 3
+        pairs = [(parsed(f"--flagfile={path}"),
+                  parsed(f"--flagfile={path.replace('_original_digits', '')}"))
+                 for path in paths]
+        n5 = parsed("--flagfile=configs/experiment1_n5_original_digits.flags")
     finally:
         os.chdir(cwd)
-    assert [c.n_images for c in configs] == [64000, 1000, 1000]
-    for config in configs:
-        assert (config.min_digits, config.max_digits) == (5, 5)
-        assert (config.digit_frame, config.digit_rounding) == ("emnist", "floor")
+    for path, (configs, parents) in zip(paths, pairs):
+        for config, parent in zip(configs, parents):
+            assert (config.digit_frame, config.digit_rounding) == ("emnist", "floor"), path
+            assert dataclasses.replace(config, digit_frame="mnist",
+                                       digit_rounding="half_up") == parent, path
+    assert [c.n_images for c in n5] == [64000, 1000, 1000]
+    assert {(c.min_digits, c.max_digits) for c in n5} == {(5, 5)}
