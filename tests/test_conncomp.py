@@ -360,3 +360,31 @@ def test_cli_experiment2_table_uses_the_papers_tau_per_n(capsys, tmp_path):
         assert row["AP_paper_figure"] == paper_numbers.EXPERIMENT2["AP"]["CC"].get(int(n))
     assert per_n["20"]["count_abs_error_paper_figure"] == 2.799
     assert len(out.strip().splitlines()) == 20
+
+
+def test_count_tau_search_picks_the_tau_scipy_counts_say_is_best():
+    """The re-tuned τ of each count metric equals a brute force over the grid with
+    scipy.ndimage.label's component counts (smallest τ on ties)."""
+    import scipy.ndimage
+
+    from spair_tf import metrics
+
+    rng = np.random.default_rng(3)
+    images = scipy.ndimage.gaussian_filter(rng.random((24, 20, 20, 3)), (0, 1.5, 1.5, 0))
+    images = (images - images.min()) / (images.max() - images.min())            # [24,20,20,3]
+    true_counts = rng.integers(1, 6, size=24)
+    taus = np.linspace(0.6, 2.4, 13)
+    distance = np.abs(images).sum(axis=-1)
+    structure = scipy.ndimage.generate_binary_structure(2, 1)
+    reference = {}
+    for name, error in (("count_abs_error", metrics.count_abs_error),
+                        ("count_01_error", metrics.count_01_error)):
+        values = [error([scipy.ndimage.label(d >= np.float32(t), structure)[1]
+                         for d in distance], true_counts) for t in taus]
+        assert len(set(values)) > 3, values   # the choice of τ matters on these images
+        reference[name] = {"tau": float(taus[int(np.argmin(values))]), "value": min(values)}
+    found = conncomp.count_tau_search(images.astype(np.float32), true_counts, taus)
+    assert found.keys() == reference.keys()
+    for name in reference:
+        assert found[name]["tau"] == reference[name]["tau"], name
+        assert found[name]["value"] == pytest.approx(reference[name]["value"]), name
