@@ -378,6 +378,20 @@ def evaluate_conncomp(n_digits, tau=None, tau_search=False, image_size=48,
     return measured
 
 
+def _table_row(result, paper_ap):
+    """A row of the paper tables: the metrics of `result` with AP in %, beside the paper's."""
+    return {
+        "AP_paper_protocol": 100.0 * result["AP"],
+        "AP_paper_figure": paper_ap,
+        "difference": None if paper_ap is None else 100.0 * result["AP"] - paper_ap,
+        "AP_corrected": 100.0 * result["AP_corrected"],
+        "AP_coco": 100.0 * result["AP_coco"],
+        "AP_at": {str(k): 100.0 * v for k, v in result["AP_at"].items()},
+        "count_abs_error": result["count_abs_error"],
+        "count_01_error": result["count_01_error"],
+    }
+
+
 def paper_table(tau_search_images=DEFAULT_TAU_SEARCH_IMAGES, n_images=1000,
                 digit_counts=(1, 3, 5, 7, 9), digit_frame="mnist", digit_rounding="half_up"):
     """The ConnComp column of SPAIR_SPEC §5.1 measured: {n: row} (AP values in %).
@@ -399,15 +413,8 @@ def paper_table(tau_search_images=DEFAULT_TAU_SEARCH_IMAGES, n_images=1000,
                         if paper_tau is not None else None)
         paper_ap = paper_numbers.EXPERIMENT1_AP["ConnComp"][n]
         table[str(n)] = {
-            "AP_paper_protocol": 100.0 * result["AP"],
-            "AP_paper_figure": paper_ap,
-            "difference": 100.0 * result["AP"] - paper_ap,
-            "AP_corrected": 100.0 * result["AP_corrected"],
-            "AP_coco": 100.0 * result["AP_coco"],
-            "AP_at": {str(k): 100.0 * v for k, v in result["AP_at"].items()},
+            **_table_row(result, paper_ap),
             "tau": result["tau"],
-            "count_abs_error": result["count_abs_error"],
-            "count_01_error": result["count_01_error"],
             "tau_paper": paper_tau,
             "AP_paper_protocol_at_tau_paper": (
                 None if at_paper_tau is None else 100.0 * at_paper_tau["AP"]),
@@ -463,16 +470,8 @@ def experiment2_table(n_images=1000, digit_counts=tuple(range(1, 21)), digit_fra
         paper = {metric: by_condition["CC"].get(n)
                  for metric, by_condition in paper_numbers.EXPERIMENT2.items()}
         table[str(n)] = {
-            "AP_paper_protocol": 100.0 * result["AP"],
-            "AP_paper_figure": paper["AP"],
-            "difference": (None if paper["AP"] is None
-                           else 100.0 * result["AP"] - paper["AP"]),
-            "AP_corrected": 100.0 * result["AP_corrected"],
-            "AP_coco": 100.0 * result["AP_coco"],
-            "AP_at": {str(k): 100.0 * v for k, v in result["AP_at"].items()},
-            "count_abs_error": result["count_abs_error"],
+            **_table_row(result, paper["AP"]),
             "count_abs_error_paper_figure": paper["count_abs_error"],
-            "count_01_error": result["count_01_error"],
             "count_01_error_paper_figure": paper["count_01_error"],
             "tau": tau,
             "n_images": int(len(data.images)),
@@ -537,6 +536,13 @@ def _write_json(path, obj):
     io_utils.atomic_write_json(path, obj, indent=2)
 
 
+def _write_table(values, command, table, seconds, protocol):
+    """The JSON of a per-n table (--paper_table, --experiment2_table) and how it was made."""
+    _write_json(values.output_json, {
+        "per_n": table, "seconds": seconds, "protocol": protocol, "command": command,
+        "data": {"digit_frame": values.digit_frame, "digit_rounding": values.digit_rounding}})
+
+
 def main(argv, values, command):
     """Runs what the parsed flags `values` ask; `command` is recorded in the JSON."""
     from absl import app
@@ -566,13 +572,9 @@ def main(argv, values, command):
         table = paper_table(tau_search_images=values.tau_search_images,
                             n_images=values.n_images, digit_frame=values.digit_frame,
                             digit_rounding=values.digit_rounding)
-        result = {"per_n": table, "seconds": time.perf_counter() - start,
-                  "protocol": "AP_paper_protocol: SPAIR_SPEC §3.1; tau searched on the first "
-                              "tau_search_images training images; evaluated on the test "
-                              "split", "command": command,
-                  "data": {"digit_frame": values.digit_frame,
-                           "digit_rounding": values.digit_rounding}}
-        _write_json(values.output_json, result)
+        _write_table(values, command, table, time.perf_counter() - start,
+                     "AP_paper_protocol: SPAIR_SPEC §3.1; tau searched on the first "
+                     "tau_search_images training images; evaluated on the test split")
         for n, row in table.items():
             print(f"n={n}: AP {row['AP_paper_protocol']:.1f} (paper {row['AP_paper_figure']}), "
                   f"corrected {row['AP_corrected']:.1f}, coco {row['AP_coco']:.1f}, "
@@ -584,13 +586,11 @@ def main(argv, values, command):
         start = time.perf_counter()
         table = experiment2_table(n_images=values.n_images, digit_frame=values.digit_frame,
                                   digit_rounding=values.digit_rounding)
-        result = {"per_n": table, "seconds": time.perf_counter() - start,
-                  "protocol": "AP_paper_protocol: SPAIR_SPEC §3.1; tau: the original's "
-                              "per-n tau for AP (SPAIR_SPEC §5.2); the test split of full "
-                              "84x84 images with exactly n digits", "command": command,
-                  "data": {"digit_frame": values.digit_frame,
-                           "digit_rounding": values.digit_rounding}}
-        _write_json(values.output_json, result)
+        _write_table(values, command, table, time.perf_counter() - start,
+                     "AP_paper_protocol: SPAIR_SPEC §3.1; tau: the original's per-n tau for "
+                     "AP (SPAIR_SPEC §5.2); count_tau_search: tau re-tuned per count metric "
+                     "on the evaluated images; the test split of full 84x84 images with "
+                     "exactly n digits")
         for n, row in table.items():
             paper = ("" if row["AP_paper_figure"] is None
                      else f" (paper {row['AP_paper_figure']})")
