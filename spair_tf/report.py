@@ -85,6 +85,16 @@ def _lookup(record, keys):
     return value
 
 
+def load_record(root, path, listed_in):
+    """The JSON at `root/path`; a missing file is a ValueError naming it and `listed_in`."""
+    full = os.path.join(root, path)
+    if not os.path.exists(full):
+        raise ValueError(f"{path} does not exist; record the run there or remove its entry "
+                         f"from {listed_in}")
+    with open(full) as f:
+        return json.load(f)
+
+
 def measured(records=RECORDS, root=REPOSITORY):
     """The recorded cells: a list of dicts (model, n, AP in %, steps, digits, split, source).
 
@@ -92,12 +102,7 @@ def measured(records=RECORDS, root=REPOSITORY):
     """
     cells = []
     for record in records:
-        path = os.path.join(root, record.path)
-        if not os.path.exists(path):
-            raise ValueError(f"{record.path} does not exist; record the run there or remove "
-                             "its entry from spair_tf.report.RECORDS")
-        with open(path) as f:
-            data = json.load(f)
+        data = load_record(root, record.path, "spair_tf.report.RECORDS")
         try:
             ap = float(_lookup(data, record.ap))
             steps = None if record.steps is None else int(_lookup(data, record.steps))
