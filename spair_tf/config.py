@@ -12,6 +12,10 @@ import math
 
 
 BACKGROUND_MODES = ("fixed", "learn_solid", "learn")
+COMPOSITING = ("paper", "weighted")
+STD_TRANSFORMS = ("sigmoid", "exp")
+TRAINING_WHEELS_LATENTS = ("all", "pres")
+GLIMPSE_OUTSIDE = ("clamp", "zero")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +39,14 @@ class SpairConfig:
         count_prior_*: the schedule of s_t (§1.10).
         training_wheels_steps: steps during which box, depth and pres heads get no gradient (§1.3).
         where_prior_*, depth_prior_*, what_prior_*: Normal priors on pre-squash values (§1.3).
+        compositing: "paper" (§1.7) or "weighted": the renderer of the runs behind the
+            paper's Figs. 2–3 (§6; spair_tf/renderer.py), which has no depth, so z_depth is
+            then unused and out of the loss.
+        std_transform: std of the Normal latents from the raw output: "sigmoid" (§1.3,
+            2·sigmoid) or "exp" (§6).
+        training_wheels_latents: what the training wheels hold: "all" (§1.3: box, depth and
+            pres heads) or "pres" (§6: the pres logits only).
+        glimpse_outside: glimpse taps beyond the image: "clamp" (§1.5) or "zero" (§6).
     """
 
     cell_size: int = 12
@@ -62,6 +74,10 @@ class SpairConfig:
     depth_prior_std: float = 1.0
     what_prior_mean: float = 0.0
     what_prior_std: float = 1.0
+    compositing: str = "paper"
+    std_transform: str = "sigmoid"
+    training_wheels_latents: str = "all"
+    glimpse_outside: str = "clamp"
 
     def __post_init__(self):
         self.validate()
@@ -91,6 +107,11 @@ class SpairConfig:
             raise ValueError(
                     f"count_prior_decay_rate={self.count_prior_decay_rate}: expected (0, 1].")
         _positive("count_prior_decay_steps", self.count_prior_decay_steps)
+        for name, allowed in (("compositing", COMPOSITING), ("std_transform", STD_TRANSFORMS),
+                              ("training_wheels_latents", TRAINING_WHEELS_LATENTS),
+                              ("glimpse_outside", GLIMPSE_OUTSIDE)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected one of {allowed}.")
         if self.training_wheels_steps < 0:
             raise ValueError(
                     f"training_wheels_steps={self.training_wheels_steps}: expected >= 0.")

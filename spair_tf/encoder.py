@@ -274,6 +274,9 @@ class CellEncoder(keras.layers.Layer):
         pixels [H_img, W_img, B, 3] (glimpse.batch_last of the images)."""
         c = self.config
         wheels = c.training_wheels_steps
+        # §1.3 holds the box, depth and pres heads; the Fig. 2–3 runs only pres (§6).
+        heads_wheels = wheels if c.training_wheels_latents == "all" else 0
+        std = lambda raw: latents.std_from_raw(raw, c.std_transform)  # noqa: E731
         n, batch = tf.shape(context)[0], tf.shape(context)[1]
         flat = lambda x: tf.reshape(x, [n * batch, -1])  # noqa: E731
         unflat = lambda x: tf.reshape(x, [n, batch, -1])  # noqa: E731
@@ -281,10 +284,10 @@ class CellEncoder(keras.layers.Layer):
 
         # z_where: box offsets and size (§1.3, §1.4).
         box_out = self.box_net(tf.concat(base, -1))
-        where_mean = schedules.with_training_wheels(box_out[:, :4], step, wheels)
-        where_raw_std = schedules.with_training_wheels(box_out[:, 4:8], step, wheels)
+        where_mean = schedules.with_training_wheels(box_out[:, :4], step, heads_wheels)
+        where_raw_std = schedules.with_training_wheels(box_out[:, 4:8], step, heads_wheels)
         box_features = box_out[:, 8:]
-        where_std = latents.std_from_raw(where_raw_std)
+        where_std = std(where_raw_std)
         z_where = latents.reparameterise(where_mean, where_std, flat(inputs["where"]))
         b_y, b_x, h, w = latents.squash_where(z_where)
         box = tf.stack([b_y, b_x, h, w], axis=-1)                    # [nB, 4]
@@ -294,18 +297,18 @@ class CellEncoder(keras.layers.Layer):
         centre = c.cell_size * (cell_ij + unflat(box[:, :2]))        # [n, B, 2] pixels
         size = c.anchor_size * unflat(box[:, 2:])
         glimpses = glimpse_lib.cell_glimpses(pixels, centre, size, i, j, c.object_size,
-                                             c.cell_size)
+                                             c.cell_size, outside=c.glimpse_outside)
         what_out = self.object_encoder(tf.reshape(glimpses, [n * batch, -1]))
         what_mean, what_raw_std = what_out[:, :c.n_what], what_out[:, c.n_what:]
-        what_std = latents.std_from_raw(what_raw_std)
+        what_std = std(what_raw_std)
         z_what = latents.reparameterise(what_mean, what_std, flat(inputs["what"]))
 
         # z_depth (§1.3).
         depth_out = self.depth_net(tf.concat(base + [box_features, box, z_what], -1))
-        depth_mean = schedules.with_training_wheels(depth_out[:, :1], step, wheels)
-        depth_raw_std = schedules.with_training_wheels(depth_out[:, 1:2], step, wheels)
+        depth_mean = schedules.with_training_wheels(depth_out[:, :1], step, heads_wheels)
+        depth_raw_std = schedules.with_training_wheels(depth_out[:, 1:2], step, heads_wheels)
         depth_features = depth_out[:, 2:]
-        depth_std = latents.std_from_raw(depth_raw_std)
+        depth_std = std(depth_raw_std)
         z_depth = latents.reparameterise(depth_mean, depth_std, flat(inputs["depth"]))
         depth = latents.squash_depth(z_depth)
 

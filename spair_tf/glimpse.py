@@ -101,6 +101,11 @@ def _check_images(images):
     return images
 
 
+def _check_outside(outside):
+    if outside not in OUTSIDE_MODES:
+        raise ValueError(f"outside={outside!r}: use one of {OUTSIDE_MODES}.")
+
+
 def glimpse_coordinates(center, size, n_image: int, n_glimpse: int):
     """Source pixel coordinates of a glimpse's samples along one axis (SPAIR_SPEC §1.5).
 
@@ -111,12 +116,14 @@ def glimpse_coordinates(center, size, n_image: int, n_glimpse: int):
     return (n_image - 1.0) * (center[..., None] + size[..., None] * u / 2.0)
 
 
-def extract_glimpses(images, boxes, glimpse_size=(14, 14)):
+def extract_glimpses(images, boxes, glimpse_size=(14, 14), outside="clamp"):
     """Bilinear glimpses of `images` over `boxes` (SPAIR_SPEC §1.5).
 
-    glimpse = G_y · image · G_xᵀ with G = interpolation_matrix(source coordinates, clamp):
+    glimpse = G_y · image · G_xᵀ with G = interpolation_matrix(source coordinates, outside):
     sample (m, n) reads the image at y = (H − 1)·(cy + h·u_m/2), x = (W − 1)·(cx + w·u_n/2),
-    u = linspace(−1, 1, ·), coordinates clamped to the image (edge pixels replicate).
+    u = linspace(−1, 1, ·), coordinates clamped to the image (edge pixels replicate), or with
+    `outside="zero"` taps beyond the image reading 0 (tf.contrib.resampler's rule, which the
+    runs behind the paper's Figs. 2–3 used: SPAIR_SPEC §6).
     Gradients flow to the images and to the boxes. Cost O(K·gh·H·W·C) per image: for
     SPAIR's per-cell boxes on large images use `cell_glimpses` (linear in area).
 
@@ -125,11 +132,13 @@ def extract_glimpses(images, boxes, glimpse_size=(14, 14)):
       boxes: [B, ..., 4] = (center_y, center_x, height, width), fractions of H and W. For
         AIR's θ = [[w, 0, x], [0, h, y]]: boxes = ((y + 1)/2, (x + 1)/2, h, w).
       glimpse_size: (gh, gw), 14×14 in the paper.
+      outside: "clamp" (§1.5) or "zero".
 
     Returns:
       glimpses [B, ..., gh, gw, C].
     """
     images = _check_images(images)
+    _check_outside(outside)
     gh, gw = _check_size("glimpse_size", glimpse_size)
     center_y, center_x, height, width = _split_boxes(boxes, images.dtype)  # [B, ...] each
     n_height, n_width = images.shape[1], images.shape[2]
@@ -138,9 +147,9 @@ def extract_glimpses(images, boxes, glimpse_size=(14, 14)):
     batch_shape = tf.shape(center_y)  # [B, ...]
     flat = lambda t: tf.reshape(t, [batch_shape[0], -1])  # [B, K]
     g_y = interpolation_matrix(
-        glimpse_coordinates(flat(center_y), flat(height), n_height, gh), n_height, "clamp")
+        glimpse_coordinates(flat(center_y), flat(height), n_height, gh), n_height, outside)
     g_x = interpolation_matrix(
-        glimpse_coordinates(flat(center_x), flat(width), n_width, gw), n_width, "clamp")
+        glimpse_coordinates(flat(center_x), flat(width), n_width, gw), n_width, outside)
     # g_y [B, K, gh, H], g_x [B, K, gw, W]
     rows = tf.einsum("bkyh,bhwc->bkywc", g_y, images)  # [B, K, gh, W, C]
     glimpses = tf.einsum("bkywc,bkxw->bkyxc", rows, g_x)  # [B, K, gh, gw, C]
@@ -220,7 +229,7 @@ def cell_window(cell_size: int = 12, anchor_size: float = 48.0, object_size: int
 
 
 def cell_glimpses(pixels, centre, size, rows, cols, object_size: int = 14, cell_size: int = 12,
-                  anchor_size: float = 48.0):
+                  anchor_size: float = 48.0, outside: str = "clamp"):
     """Bilinear glimpses of the boxes of the given cells (SPAIR_SPEC §1.5), windowed.
 
     The align-corners mapping of §1.5: output grid u = linspace(−1, 1, object_size);
@@ -239,15 +248,19 @@ def cell_glimpses(pixels, centre, size, rows, cols, object_size: int = 14, cell_
       rows, cols: [n] grid row and column of each cell.
       object_size: glimpse side S (14); cell_size: px per cell (12); anchor_size: the
         largest box side in px (48), which sets the window.
+      outside: "clamp" (§1.5: edge pixels replicate) or "zero" (taps beyond the image read
+        0), as `extract_glimpses`.
     Returns:
       [n, B, object_size, object_size, C].
     """
+    _check_outside(outside)
     shape = tf.shape(pixels)
     extent = tf.cast(shape[0:2], centre.dtype)                       # [2]: H_img, W_img
     u = tf.linspace(tf.constant(-1.0, centre.dtype), 1.0, object_size)
     source = ((extent - 1.0) / extent)[None, None, :, None] * (
         centre[..., None] + 0.5 * size[..., None] * u)               # [n, B, 2, S]
-    source = tf.clip_by_value(source, 0.0, (extent - 1.0)[None, None, :, None])
+    if outside == "clamp":
+        source = tf.clip_by_value(source, 0.0, (extent - 1.0)[None, None, :, None])
 
     # The window is static: the image's side if known and smaller, else the 2·reach + 1
     # cells around the cell (indices past the image are clamped, replicating its edge, which
@@ -262,6 +275,14 @@ def cell_glimpses(pixels, centre, size, rows, cols, object_size: int = 14, cell_
     weights_y = interpolation_matrix(local[:, :, 0], window[0], outside="zero")
     weights_x = interpolation_matrix(local[:, :, 1], window[1], outside="zero")
     # weights_y: [n, B, S, window_h]; weights_x: [n, B, S, window_w]
+    if outside == "zero":
+        # Window rows/columns past the image are clamped copies of its edge below; unclamped
+        # sources can reach them, so their taps must read 0 as beyond the image.
+        inside = lambda axis: tf.cast(  # noqa: E731  [n, 1, 1, window]
+            (offset[:, axis:axis + 1] + tf.range(window[axis])[None] >= 0)
+            & (offset[:, axis:axis + 1] + tf.range(window[axis])[None] < shape[axis]),
+            weights_y.dtype)[:, None, None, :]
+        weights_y, weights_x = weights_y * inside(0), weights_x * inside(1)
 
     if window == list(pixels.shape[0:2]):  # the window is the whole image (48×48 crops):
         # every cell reads all of it, so contract with the image itself, not n gathered copies

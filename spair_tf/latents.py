@@ -40,9 +40,21 @@ def clip_logits(x):
     return tf.clip_by_value(x, -LOGIT_CLIP, LOGIT_CLIP)
 
 
-def std_from_raw(raw):
-    """Standard deviation of every Normal latent: 2·sigmoid(clip(raw)) ∈ (0, 2) (SPAIR_SPEC §1.3)."""
-    return 2.0 * tf.sigmoid(clip_logits(raw))
+STD_TRANSFORMS = ("sigmoid", "exp")
+
+
+def std_from_raw(raw, transform="sigmoid"):
+    """Standard deviation of every Normal latent from the network's raw output.
+
+    "sigmoid": 2·sigmoid(clip(raw)) ∈ (0, 2) (SPAIR_SPEC §1.3). "exp": exp(clip(raw)), the
+    runs behind the paper's Figs. 2–3 (§6: std = exp(log-std); the ±10 clip is ours, a guard
+    against overflow that bounds std to [4.5e-5, 2.2e4]).
+    """
+    if transform == "sigmoid":
+        return 2.0 * tf.sigmoid(clip_logits(raw))
+    if transform == "exp":
+        return tf.exp(clip_logits(raw))
+    raise ValueError(f"transform={transform!r}: use one of {STD_TRANSFORMS}.")
 
 
 def normal(mean, raw_std):

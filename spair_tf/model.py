@@ -135,8 +135,14 @@ class SPAIR(keras.Model):
         rgb = tf.sigmoid(latents.clip_logits(2.0 * logits[..., :3]))   # o
         alpha = tf.sigmoid(latents.clip_logits(0.1 * logits[..., 3:] + 5.0))  # α
         z_pres = z["z_pres"][:, :, :, None, None, :]                   # [B, H, W, 1, 1, 1]
-        depth = z["depth"][:, :, :, None, None, :]
-        importance = tf.maximum(alpha * z_pres * depth, 0.01)          # γ (§1.6)
+        if c.compositing == "weighted":
+            # The Fig. 2–3 runs' renderer (§6): weights w = exp(5·(2·α̃ − 1)), no depth.
+            opacity = tf.exp(5.0 * (2.0 * alpha * z_pres - 1.0))
+            importance = None
+        else:
+            depth = z["depth"][:, :, :, None, None, :]
+            opacity = alpha * z_pres                                   # α̃
+            importance = tf.maximum(opacity * depth, 0.01)             # γ (§1.6)
         boxes = self.render_boxes(z["box"], tf.shape(images)[1:3])
         background = self.background(images)
         # Up to 84×84 px (the 7×7-cell window) the dense renderer does the same work in
@@ -145,8 +151,8 @@ class SPAIR(keras.Model):
         size = images.shape[1:3]
         small = size.is_fully_defined() and max(size) <= DENSE_RENDER_MAX_SIZE
         render = renderer.render_dense if small else renderer.render
-        return render(rgb, alpha * z_pres, importance, boxes, background,
-                      cell_size=c.cell_size)
+        return render(rgb, opacity, importance, boxes, background, cell_size=c.cell_size,
+                      compositing=c.compositing)
 
     def pixel_boxes(self, box):
         """Eq. 2–6: box [B, H, W, 4] (b_y, b_x, h, w) → (centre_y, centre_x, height, width) px."""
@@ -202,8 +208,11 @@ class SPAIR(keras.Model):
                                c.where_prior_mean, c.where_prior_std)
         kl_what = weighted_kl(out["what_mean"], out["what_std"], c.what_prior_mean,
                               c.what_prior_std)
-        kl_depth = weighted_kl(out["depth_mean"], out["depth_std"], c.depth_prior_mean,
-                               c.depth_prior_std)
+        if c.compositing == "weighted":  # no depth in that model (§6): z_depth is unused
+            kl_depth = tf.zeros([], dtype)
+        else:
+            kl_depth = weighted_kl(out["depth_mean"], out["depth_std"], c.depth_prior_mean,
+                                   c.depth_prior_std)
 
         log_odds = tf.cast(self.count_prior_log_odds(step), dtype)
         # Cells in raster order, [B, N]; N stays static when the image size is.

@@ -30,6 +30,16 @@ its (2·window + 1)² cells only, one cell-sized block at a time, and the blocks
 overlap-added into the image as shifted block grids: time and memory linear in image area.
 `render_dense` renders every sprite on the whole image (objects × pixels): a cross-check and
 fine for small images.
+
+`compositing="weighted"` is the renderer of the runs behind the paper's Figs. 2–3
+(SPAIR_SPEC §6; auto_yolo's render_sprites kernel as of July 2018): each sprite carries a
+weight map w = exp(5·(2·α̃ − 1)) instead of α̃ and γ, and
+
+    output = (bg + Σ w'·o'₀) / (1 + Σ w')
+
+with w' and o'₀ bilinear with taps outside the sprite reading 0 (also for the colour). These
+are the per-pixel sums above with α̃ and γ both replaced by w: Σ α'·R_y·o·R_xᵀ = Σ w'·o'₀
+and Σ γ' = Σ w'.
 """
 
 from __future__ import annotations
@@ -38,6 +48,8 @@ import tensorflow as tf
 
 from spair_tf.glimpse import cell_window, interpolation_matrix, \
     interpolation_matrix_gradient
+
+COMPOSITING = ("paper", "weighted")
 
 
 def _check_inputs(rgb, alpha, importance, boxes, background, cell_size):
@@ -130,9 +142,19 @@ def _pixel_terms(r_y, maps_x, inside_x, covers_y, covers_x):
     return tf.concat([one, gamma_p * one, gamma_p, covers], axis=-1)
 
 
-def _composite(sums, background):
+def _weights_for(compositing, alpha, importance):
+    """(α̃, γ) maps for the per-pixel sums: themselves, or the weight map w twice."""
+    if compositing not in COMPOSITING:
+        raise ValueError(f"compositing={compositing!r}: use one of {COMPOSITING}.")
+    return (alpha, importance) if compositing == "paper" else (alpha, alpha)
+
+
+def _composite(sums, background, compositing="paper"):
     """Output of §1.7 from the per-pixel sums [B, H, W, 2C+4] and the background."""
     n_channels = background.shape[-1]
+    if compositing == "weighted":  # (bg + Σ w'·o'₀) / (1 + Σ w')
+        return (background + sums[..., :n_channels]) / (
+            1.0 + sums[..., 2 * n_channels + 2:2 * n_channels + 3])
     single = sums[..., :n_channels] - sums[..., n_channels:n_channels + 1] * background
     k = n_channels + 1
     weighted = sums[..., k:k + n_channels] - sums[..., k + n_channels:k + n_channels + 1] \
@@ -149,7 +171,8 @@ def _stack_maps(rgb, alpha, importance):
     return tf.concat([alpha, importance, rgb], axis=-1)  # [B, Hc, Wc, S, S, 2 + C]
 
 
-def render_dense(rgb, alpha, importance, boxes, background, cell_size: int = 12):
+def render_dense(rgb, alpha, importance, boxes, background, cell_size: int = 12,
+                 compositing: str = "paper"):
     """The renderer of SPAIR_SPEC §1.7 in dense (objects × pixels) form.
 
     Every sprite is rendered on the whole image: O(Hc·Wc·H_img·W_img) time and memory, i.e.
@@ -159,6 +182,7 @@ def render_dense(rgb, alpha, importance, boxes, background, cell_size: int = 12)
     are drawn in full. Its gradient is written out (`_dense_sums`): the same values as
     differentiating the forward ops, in about half the time under XLA (BUILD_NOTES).
     """
+    alpha, importance = _weights_for(compositing, alpha, importance)
     rgb, alpha, importance, boxes, background = _check_inputs(
         rgb, alpha, importance, boxes, background, cell_size)
     n_height, n_width = background.shape[1], background.shape[2]
@@ -177,7 +201,7 @@ def render_dense(rgb, alpha, importance, boxes, background, cell_size: int = 12)
     maps = tf.reshape(maps, tf.concat([[batch, n_cells], tf.shape(maps)[3:]], 0))
     sums = _dense_sums(maps, s_y, s_x)                             # [B, H_img, W_img, 2C + 3]
     covering = tf.einsum("bky,bkx->byx", covers_y, covers_x)[..., None]
-    return _composite(tf.concat([sums, covering], -1), background)
+    return _composite(tf.concat([sums, covering], -1), background, compositing)
 
 
 @tf.custom_gradient
@@ -232,7 +256,7 @@ def _dense_sums(maps, s_y, s_x):
 
 
 def render(rgb, alpha, importance, boxes, background, cell_size: int = 12,
-           window: int | None = None, anchor_size: float = 48.0):
+           window: int | None = None, anchor_size: float = 48.0, compositing: str = "paper"):
     """SPAIR's renderer (SPAIR_SPEC §1.7, Supplementary Algorithm 1), linear in image area.
 
     Args:
@@ -249,6 +273,8 @@ def render(rgb, alpha, importance, boxes, background, cell_size: int = 12,
         [−0.5, 1.5] cells of the cell's top-left, size ≤ 48 px, coverage reaching half a
         sprite pixel beyond the box: ≤ 31.7 px beyond the cell on each side).
       anchor_size: the largest box side in px (SPAIR's anchor, 48); only sets the window.
+      compositing: "paper" (§1.7) or "weighted" (module docstring): then `alpha` holds the
+        weight maps w and `importance` is ignored.
 
     Returns:
       images [B, H_img, W_img, C]. Differentiable in rgb, alpha, importance, boxes and
@@ -267,6 +293,7 @@ def render(rgb, alpha, importance, boxes, background, cell_size: int = 12,
     training crops) `render_dense` does the same work in fewer, larger ops (≈ 2× faster on
     CPU); from 84×84 on the two cost the same, and beyond that only `render` scales.
     """
+    alpha, importance = _weights_for(compositing, alpha, importance)
     rgb, alpha, importance, boxes, background = _check_inputs(
         rgb, alpha, importance, boxes, background, cell_size)
     # Static sizes where known; tensors otherwise (the any-size SavedModel signature).
@@ -334,4 +361,4 @@ def render(rgb, alpha, importance, boxes, background, cell_size: int = 12,
     # sums [B, Hc, Wc, c, c, 2C+4]: per-pixel sums of the block of each cell → image pixels.
     sums = tf.transpose(sums, [0, 1, 3, 2, 4, 5])  # [B, Hc, c, Wc, c, 2C+4]
     sums = tf.reshape(sums, tf.stack([-1, grid_h * c, grid_w * c, sums.shape[-1]]))
-    return _composite(sums[:, :n_height, :n_width], background)
+    return _composite(sums[:, :n_height, :n_width], background, compositing)

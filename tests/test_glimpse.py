@@ -27,27 +27,39 @@ def naive_interpolation_matrix(coords, n_in, outside):
     return out
 
 
-def naive_extract(images, boxes, glimpse_size):
-    """Per output pixel: source coordinates (§1.5), clamp to the image, 4 bilinear taps."""
+def naive_extract(images, boxes, glimpse_size, outside="clamp"):
+    """Per output pixel: source coordinates (§1.5), 4 bilinear taps; the coordinate clamped
+    to the image ("clamp"), or taps beyond the image reading 0 ("zero", tf.contrib's
+    resampler: SPAIR_SPEC §6)."""
     batch, height, width, channels = images.shape
     gh, gw = glimpse_size
     n_boxes = boxes.shape[1]
     out = np.zeros((batch, n_boxes, gh, gw, channels))
     u_y, u_x = np.linspace(-1, 1, gh), np.linspace(-1, 1, gw)
+
+    def pixel(b, y, x):
+        inside = 0 <= y < height and 0 <= x < width
+        return images[b, min(y, height - 1), min(x, width - 1)] if inside else 0.0
+
     for b in range(batch):
         for k in range(n_boxes):
             cy, cx, h, w = boxes[b, k]
             for m in range(gh):
                 for n in range(gw):
-                    y = min(max((height - 1) * (cy + h * u_y[m] / 2), 0), height - 1)
-                    x = min(max((width - 1) * (cx + w * u_x[n] / 2), 0), width - 1)
+                    y = (height - 1) * (cy + h * u_y[m] / 2)
+                    x = (width - 1) * (cx + w * u_x[n] / 2)
+                    if outside == "clamp":
+                        y, x = min(max(y, 0), height - 1), min(max(x, 0), width - 1)
                     y0, x0 = int(math.floor(y)), int(math.floor(x))
-                    y1, x1 = min(y0 + 1, height - 1), min(x0 + 1, width - 1)
                     fy, fx = y - y0, x - x0
-                    out[b, k, m, n] = ((1 - fy) * (1 - fx) * images[b, y0, x0]
-                                       + (1 - fy) * fx * images[b, y0, x1]
-                                       + fy * (1 - fx) * images[b, y1, x0]
-                                       + fy * fx * images[b, y1, x1])
+                    if outside == "clamp":
+                        y1, x1 = min(y0 + 1, height - 1), min(x0 + 1, width - 1)
+                    else:
+                        y1, x1 = y0 + 1, x0 + 1
+                    out[b, k, m, n] = ((1 - fy) * (1 - fx) * pixel(b, y0, x0)
+                                       + (1 - fy) * fx * pixel(b, y0, x1)
+                                       + fy * (1 - fx) * pixel(b, y1, x0)
+                                       + fy * fx * pixel(b, y1, x1))
     return out
 
 
@@ -101,17 +113,29 @@ def test_interpolation_matrix_rejects_bad_arguments():
 
 # ---- extraction ---------------------------------------------------------------------------
 
+@pytest.mark.parametrize("outside", ["clamp", "zero"])
 @pytest.mark.parametrize("shape,glimpse_size", [((2, 17, 23, 3), (14, 14)),
                                                 ((1, 9, 6, 2), (5, 7))])
-def test_extract_glimpses_equals_naive_sampler(shape, glimpse_size):
+def test_extract_glimpses_equals_naive_sampler(shape, glimpse_size, outside):
     rng = np.random.default_rng(1)
     images = rng.uniform(size=shape)
     boxes = random_boxes(rng, shape[0], 5)
     assert np.any(boxes[..., 0] - boxes[..., 2] / 2 < 0)  # some boxes leave the image
     assert np.any(boxes[..., 1] + boxes[..., 3] / 2 > 1)
-    expected = naive_extract(images, boxes, glimpse_size)
-    got = extract_glimpses(images, boxes, glimpse_size).numpy()
+    expected = naive_extract(images, boxes, glimpse_size, outside)
+    got = extract_glimpses(images, boxes, glimpse_size, outside=outside).numpy()
     np.testing.assert_allclose(got, expected, atol=1e-12)
+
+
+def test_zero_and_clamp_glimpses_differ_only_where_boxes_leave_the_image():
+    rng = np.random.default_rng(2)
+    images = rng.uniform(size=(1, 20, 20, 3))
+    inside = np.array([[[0.5, 0.5, 0.4, 0.4]]])
+    leaving = np.array([[[0.05, 0.5, 0.4, 0.4]]])
+    for boxes, same in ((inside, True), (leaving, False)):
+        zero = extract_glimpses(images, boxes, (14, 14), outside="zero").numpy()
+        clamp = extract_glimpses(images, boxes, (14, 14), outside="clamp").numpy()
+        assert np.allclose(zero, clamp) == same
 
 
 def test_extract_glimpses_keeps_extra_batch_axes():
@@ -273,15 +297,16 @@ def cell_arguments(boxes, height, width):
     (130, 100, dict(offset_range=(-0.5, -0.4999), size_range=(1.0, 1.0))),
     (130, 100, dict(offset_range=(1.4999, 1.5), size_range=(1.0, 1.0))),
 ])
-def test_cell_glimpses_equal_naive_full_image_glimpses(height, width, kwargs):
+@pytest.mark.parametrize("outside", ["clamp", "zero"])
+def test_cell_glimpses_equal_naive_full_image_glimpses(height, width, kwargs, outside):
     """The windowed per-cell sampler reads what the full-image reference reads (§1.5)."""
     rng = np.random.default_rng(height * width)
     images = rng.uniform(size=(2, height, width, 3))
     boxes = spair_boxes(rng, height, width, **kwargs)
-    expected = naive_extract(images, boxes.reshape(2, -1, 4), (14, 14))    # [B, n, ...]
+    expected = naive_extract(images, boxes.reshape(2, -1, 4), (14, 14), outside)  # [B, n, ..]
     centre, size, rows, cols = cell_arguments(boxes, height, width)
     got = cell_glimpses(batch_last(tf.constant(images)), tf.constant(centre), tf.constant(size),
-                        rows, cols, 14).numpy()                            # [n, B, ...]
+                        rows, cols, 14, outside=outside).numpy()           # [n, B, ...]
     np.testing.assert_allclose(np.transpose(got, (1, 0, 2, 3, 4)), expected, atol=1e-12)
 
 

@@ -38,6 +38,15 @@ def test_std_from_raw_is_two_sigmoid_of_clipped_raw_and_in_open_0_2():
     assert np.all(std > 0.0) and np.all(std < 2.0)
 
 
+def test_std_from_raw_exp_is_exp_of_clipped_raw():
+    """The Fig. 2–3 runs' std = exp(log-std) (SPAIR_SPEC §6), with our ±10 overflow guard."""
+    raw = np.concatenate([EXTREMES, np.random.default_rng(0).normal(0, 5, 1000).astype(np.float32)])
+    std = latents.std_from_raw(raw, "exp").numpy()
+    np.testing.assert_allclose(std, np.exp(_np_clip(raw.astype(np.float64))), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"transform='softplus'"):
+        latents.std_from_raw(raw, "softplus")
+
+
 def test_normal_has_mean_and_std_from_raw():
     rng = np.random.default_rng(1)
     mean = rng.normal(size=(3, 4)).astype(np.float32)

@@ -37,6 +37,51 @@ def test_batch32_loss_is_finite_and_every_variable_gets_a_gradient(model):
         assert np.abs(tf.convert_to_tensor(grad).numpy()).sum() > 0, path
 
 
+FIG2_RUNS = dict(compositing="weighted", std_transform="exp", training_wheels_latents="pres",
+                 glimpse_outside="zero")
+
+
+def test_the_fig2_runs_variant_trains_and_draws_with_weights():
+    """SPAIR_SPEC §6's variant: finite loss, a gradient for every variable, no depth KL, and
+    a reconstruction in [0, 1] (a weighted mean of the background and sprite colours)."""
+    tf.keras.utils.set_random_seed(1)
+    variant = SPAIR(SpairConfig(**FIG2_RUNS))
+    variant.build((None, 48, 48, 3))
+    images = tf.random.stateless_uniform((8, 48, 48, 3), seed=(5, 6))
+    loss, terms, grads = _gradients(variant, images, step=5000)
+    assert np.isfinite(loss.numpy()) and terms["kl_depth"].numpy() == 0.0
+    for path, grad in grads.items():
+        assert grad is not None and np.abs(tf.convert_to_tensor(grad).numpy()).sum() > 0, path
+    out = variant(images, mode="mean")
+    assert out["reconstruction"].shape == images.shape
+    assert np.all(out["reconstruction"].numpy() >= 0) and np.all(
+        out["reconstruction"].numpy() <= 1)
+
+
+def test_training_wheels_on_pres_only_let_the_box_network_learn_at_once():
+    """§6: the Fig. 2–3 runs held only the pres logits for the first 1000 steps."""
+    tf.keras.utils.set_random_seed(2)
+    variant = SPAIR(SpairConfig(training_wheels_latents="pres"))
+    variant.build((None, 48, 48, 3))
+    images = tf.random.stateless_uniform((4, 48, 48, 3), seed=(3, 4))
+    encoder = variant.encoder
+    with tf.GradientTape() as tape:
+        loss, _ = variant.compute_loss(images, tf.constant(10, tf.int64))
+    grads = tape.gradient(loss, [encoder.box_net.trainable_variables,
+                                 encoder.pres_net.trainable_variables])
+    norms = [float(sum(tf.reduce_sum(tf.abs(tf.convert_to_tensor(g))) for g in gs
+                       if g is not None)) for gs in grads]
+    assert norms[0] > 0.0 and norms[1] == 0.0, norms
+
+
+@pytest.mark.parametrize("field,value", [("compositing", "alpha"), ("std_transform", "relu"),
+                                         ("training_wheels_latents", "box"),
+                                         ("glimpse_outside", "reflect")])
+def test_bad_variant_fields_are_named(field, value):
+    with pytest.raises(ValueError, match=f"{field}='{value}'"):
+        SpairConfig(**{field: value})
+
+
 def test_training_wheels_leave_only_the_object_networks_learning(model):
     """§1.3: before step 1000 box, depth and pres heads (and so the backbone) get no gradient."""
     images = tf.random.stateless_uniform((4, 48, 48, 3), seed=(3, 4))
@@ -142,3 +187,35 @@ def test_a_model_checkpoint_restores_every_weight(tmp_path):
     assert len(fresh.trainable_variables) == len(trained.trainable_variables)
     for a, b in zip(trained.trainable_variables, fresh.trainable_variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_the_july2018_flagfiles_are_their_parents_plus_the_fig2_runs_variant():
+    """configs/*_july2018.flags = the parent flagfile + the four fields of SPAIR_SPEC §6."""
+    import dataclasses
+    import glob
+    import os
+
+    from absl import flags
+
+    from spair_tf import cli, flags_util
+
+    def parsed(path):
+        values = flags.FlagValues()
+        flags_util.define_flags(SpairConfig, flag_values=values)
+        cli.define_data_flags(values)
+        values(["prog", f"--flagfile={path}"], known_only=True)
+        return flags_util.config_from_flags(SpairConfig, flag_values=values), \
+            cli.data_configs(values)
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cwd = os.getcwd()
+    os.chdir(repo)  # flagfiles name their parents relative to the repository
+    try:
+        paths = sorted(glob.glob("configs/*_july2018.flags"))
+        assert paths
+        pairs = [(parsed(p), parsed(p.replace("_july2018", ""))) for p in paths]
+    finally:
+        os.chdir(cwd)
+    for path, ((model, data), (parent_model, parent_data)) in zip(paths, pairs):
+        assert model == dataclasses.replace(parent_model, **FIG2_RUNS), path
+        assert data == parent_data, path

@@ -189,10 +189,11 @@ def test_out_of_window_boxes_are_clipped_to_the_window():
 RENDERERS = {"render": render, "render_dense": render_dense}
 
 
-def _directional_check(scene, index, seed, eps=1e-6, render=render):
-    """<∇_x L, v> from the tape vs the central difference of L along a random v."""
+def _directional_check(scene, index, seed, eps=1e-6, render=render, output_index=4):
+    """<∇_x L, v> from the tape vs the central difference of L along a random v
+    (scene[output_index] has the output's shape: the background)."""
     rng = np.random.default_rng(seed)
-    weights = rng.normal(size=scene[4].shape)
+    weights = rng.normal(size=scene[output_index].shape)
     direction = rng.normal(size=scene[index].shape)
 
     def loss(args):
@@ -394,3 +395,77 @@ def test_render_with_sizes_known_only_at_run_time_equals_static_render():
                                                      background)]
         np.testing.assert_allclose(dynamic(*args).numpy(), render(*args).numpy(),
                                    atol=1e-5)
+
+
+# --- The Fig. 2–3 runs' renderer (SPAIR_SPEC §6) ----------------------------------------
+
+def weighted_kernel(rgb, weight, boxes, background):
+    """auto_yolo's July-2018 render_sprites kernel, per pixel and per sprite (SPAIR_SPEC §6).
+
+    weighted_sum = bg, weight_sum = 1; each sprite whose coordinate lies in (−1, S) adds its
+    bilinear weight w' and w'·o' (both with taps outside the sprite reading 0) to them;
+    output = weighted_sum / weight_sum.
+    """
+    batch, grid_h, grid_w, size_y, size_x, _ = rgb.shape
+    _, height, width, _ = background.shape
+    out = np.empty_like(background)
+    for b in range(batch):
+        for py in range(height):
+            for px in range(width):
+                weighted_sum, weight_sum = background[b, py, px].copy(), 1.0
+                for i in range(grid_h):
+                    for j in range(grid_w):
+                        top, left, box_h, box_w = boxes[b, i, j]
+                        sy = -0.5 + size_y * ((py + 0.5) / height - top) / box_h
+                        sx = -0.5 + size_x * ((px + 0.5) / width - left) / box_w
+                        if not (-1 < sy < size_y and -1 < sx < size_x):
+                            continue
+                        y0, x0 = math.floor(sy), math.floor(sx)
+                        w_p, o_p = 0.0, np.zeros(rgb.shape[-1])
+                        for yy, wy in ((y0, 1 - (sy - y0)), (y0 + 1, sy - y0)):
+                            for xx, wx in ((x0, 1 - (sx - x0)), (x0 + 1, sx - x0)):
+                                if 0 <= yy < size_y and 0 <= xx < size_x:
+                                    w_p += wy * wx * weight[b, i, j, yy, xx, 0]
+                                    o_p = o_p + wy * wx * rgb[b, i, j, yy, xx]
+                        weight_sum += w_p
+                        weighted_sum = weighted_sum + w_p * o_p
+                out[b, py, px] = weighted_sum / weight_sum
+    return out
+
+
+def weighted_scene(height, width, seed, **kwargs):
+    rgb, alpha_tilde, _, boxes, background = make_scene(height, width, seed, **kwargs)
+    return rgb, np.exp(5.0 * (2.0 * alpha_tilde - 1.0)), boxes, background
+
+
+@pytest.mark.parametrize("name", ["48x48 random", "50x38 non-multiple of 12",
+                                  "all z_pres on, large overlapping boxes", "tiny boxes"])
+def test_weighted_compositing_equals_the_july_2018_kernel(name):
+    height, width, kwargs = SCENES[name]
+    rgb, weight, boxes, background = weighted_scene(height, width, seed=5, **kwargs)
+    expected = weighted_kernel(rgb, weight, boxes, background)
+    for fn in (render, render_dense):
+        got = fn(rgb, weight, None, boxes, background, compositing="weighted").numpy()
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12, err_msg=fn.__name__)
+
+
+@pytest.mark.parametrize("renderer_name", list(RENDERERS))
+@pytest.mark.parametrize("index", [0, 1, 2, 3])
+def test_weighted_compositing_gradients_match_finite_differences(index, renderer_name):
+    rgb, weight, boxes, background = weighted_scene(26, 20, seed=6, batch=1,
+                                                    size_range=(0.3, 1.0))
+    fn = RENDERERS[renderer_name]
+
+    def weighted(rgb, weight, boxes, background):
+        return fn(rgb, weight, None, boxes, background, compositing="weighted")
+
+    analytic, numeric = _directional_check([rgb, weight, boxes, background], index,
+                                           seed=index, render=weighted, output_index=3)
+    assert abs(numeric) > 1e-3
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-6)
+
+
+def test_unknown_compositing_is_an_error():
+    scene = make_scene(24, 24, seed=0, batch=1)
+    with pytest.raises(ValueError, match=r"compositing='alpha'.*\('paper', 'weighted'\)"):
+        render(*scene, compositing="alpha")
