@@ -8,7 +8,8 @@ and draws, each next to the paper's values:
 - `fig2.png`: Experiment 1 (Fig. 2): test AP against the number of digits, one panel per
   model. The paper's mean with its 95% CI over runs as a line with error bars; ours as one
   marker per recorded run (`report.RECORDS`), circles on the spec's MNIST digits, squares on
-  the original code's framing, hollow where the run has only a validation AP.
+  the original code's framing, diamonds for a variant of the model (e.g. the code of the
+  runs behind Fig. 2, SPAIR_SPEC §6), hollow where the run has only a validation AP.
 - `fig3.png`: Experiment 2 (Fig. 3): AP, count |error| and count 0-1 error against the
   number of digits in full 84×84 test images; the paper's curves for SPAIR's three training
   conditions and ConnComp, ours from `EXPERIMENT2_RECORDS`.
@@ -144,7 +145,7 @@ def training_curve_data(records=report.RECORDS, root=report.REPOSITORY):
         paper = paper_numbers.EXPERIMENT1_AP[record.model][record.n]
         curves.append({
             "model": record.model, "n": record.n, "digits": record.digits,
-            "source": record.path, "step": [int(p["step"]) for p in curve],
+            "variant": record.variant, "source": record.path, "step": [int(p["step"]) for p in curve],
             "AP": [100.0 * float(p[key]) for p in curve],
             "paper_test_AP": paper[0] if isinstance(paper, tuple) else paper})
     # One curve per file: several cells may come from one record (e.g. two checkpoints).
@@ -190,10 +191,12 @@ def draw_fig2(data):
             hollow = cell["split"] != "test"
             steps = ("" if cell["steps"] is None
                      else f", n = {cell['n']}: {cell['steps'] // 1000}k steps")
-            ax.plot([cell["n"]], [cell["AP"]], DIGITS_MARKER[cell["digits"]], color=colour,
+            marker = "D" if cell["variant"] else DIGITS_MARKER[cell["digits"]]
+            ax.plot([cell["n"]], [cell["AP"]], marker, color=colour,
                     markerfacecolor="white" if hollow else colour, markersize=7,
                     markeredgecolor="black", gid="ours",
-                    label=f"ours, {report.DIGITS_LABEL[cell['digits']]} digits{steps}"
+                    label=f"ours, {report.DIGITS_LABEL[cell['digits']]} digits"
+                          + (f", {cell['variant']}" if cell["variant"] else "") + steps
                           + (" (val)" if hollow else ""))
         ax.set_title(model)
         ax.set_xlabel("digits per image (n)")
@@ -238,8 +241,9 @@ def draw_training_curves(curves):
         mine = [c for c in curves if c["model"] == model]
         for index, curve in enumerate(mine):
             digits = report.DIGITS_LABEL[curve["digits"]]
+            variant = f", {curve['variant']}" if curve["variant"] else ""
             ax.plot([s / 1000 for s in curve["step"]], curve["AP"], "-", color=f"C{index}",
-                    label=f"n = {curve['n']}, {digits} digits", gid="ours")
+                    label=f"n = {curve['n']}, {digits} digits{variant}", gid="ours")
         for index, n in enumerate(sorted({c["n"] for c in mine})):
             paper = next(c["paper_test_AP"] for c in mine if c["n"] == n)
             ax.axhline(paper, color="black", linestyle=(0, (2 + index, 2)), linewidth=0.8,

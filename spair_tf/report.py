@@ -41,6 +41,8 @@ class Record:
       steps: keys leading to the training steps behind it, or None (ConnComp).
       digits: "spec" or "original".
       split: "test", or "val" where the run has no test evaluation.
+      variant: a short name when the run is not the paper's model as the spec describes it
+        (e.g. "July-2018 model": the code of the runs behind Fig. 2, SPAIR_SPEC §6).
     """
     model: str
     n: int
@@ -50,6 +52,7 @@ class Record:
     digits: str
     split: str = "test"
     percent: bool = False
+    variant: str = ""
 
 
 def _conncomp(path, digits):
@@ -131,7 +134,7 @@ def measured(records=RECORDS, root=REPOSITORY):
         cells.append({"model": record.model, "n": record.n, "AP": scale * ap,
                       "AP_corrected": None if corrected is None else scale * corrected,
                       "steps": steps, "digits": record.digits, "split": record.split,
-                      "source": record.path})
+                      "variant": record.variant, "source": record.path})
     return cells
 
 
@@ -148,7 +151,7 @@ def _ours(cells):
         text = f"{cell['AP']:.1f}"
         if cell["AP_corrected"] is not None:
             text += f" / {cell['AP_corrected']:.1f}"
-        details = [DIGITS_LABEL[cell["digits"]]]
+        details = [DIGITS_LABEL[cell["digits"]]] + ([cell["variant"]] if cell["variant"] else [])
         if cell["steps"] is not None:
             details.append(f"{cell['steps'] // 1000}k steps")
         if cell["split"] != "test":

@@ -40,14 +40,18 @@ def test_cells_read_the_named_values(tmp_path):
     (tmp_path / "cc.json").write_text(json.dumps({"per_n": {"3": {"AP_paper_protocol": 71.0}}}))
     records = (report.Record("SPAIR", 9, "run.json", ("test", "AP"), ("val_curve", -1, "step"),
                              "original"),
+               report.Record("SPAIR", 9, "run.json", ("test", "AP"), ("val_curve", -1, "step"),
+                             "original", variant="July-2018 model"),
                report.Record("ConnComp", 3, "cc.json", ("per_n", "3", "AP_paper_protocol"),
                              None, "spec", percent=True))
     cells = report.measured(records, root=str(tmp_path))
     assert [(c["model"], c["n"], c["AP"], c["AP_corrected"], c["steps"]) for c in cells] == [
-        ("SPAIR", 9, 50.0, 25.0, 7000), ("ConnComp", 3, 71.0, None, None)]
+        ("SPAIR", 9, 50.0, 25.0, 7000), ("SPAIR", 9, 50.0, 25.0, 7000),
+        ("ConnComp", 3, 71.0, None, None)]
     rows = report.markdown(cells).splitlines()
     row9 = next(r for r in rows if r.startswith("| 9 |")).split(" | ")
-    assert row9[1] == "50.0 / 25.0 (orig., 7k steps)"
+    assert row9[1] == ("50.0 / 25.0 (orig., 7k steps)<br>"
+                       "50.0 / 25.0 (orig., July-2018 model, 7k steps)")
     row3 = next(r for r in rows if r.startswith("| 3 |")).split(" | ")
     assert row3[7] == "71.0 (MNIST)" and row3[1] == ""
 
