@@ -73,6 +73,8 @@ RECORDS = (
            ("at_91000_steps_not_committed", "steps"), "original"),
     Record("SPAIR", 1, "results/spair/exp1_n1_original_digits.json", ("test", "AP"),
            ("steps",), "original"),
+    Record("SPAIR", 1, "results/spair/exp1_n1_july2018.json", ("test", "AP"), ("steps",),
+           "original", variant="July-2018 model"),
     Record("AIR", 1, "results/air/air_n1_comparison_progress.json", ("best_val", "AP"),
            LAST_VALIDATED_STEP, "spec", split="val"),
     Record("AIR", 5, "results/air/air_n5_comparison_progress.json", ("test_at_best", "AP"),
