@@ -27,7 +27,9 @@ import math
 
 import tensorflow as tf
 
-OUTSIDE_MODES = ("clamp", "zero")
+from spair_tf.config import GLIMPSE_OUTSIDE
+
+OUTSIDE_MODES = GLIMPSE_OUTSIDE  # "clamp" | "zero"
 
 
 def interpolation_matrix(coords, n_in: int, outside: str = "clamp"):
@@ -46,8 +48,7 @@ def interpolation_matrix(coords, n_in: int, outside: str = "clamp"):
       taps, so `weights @ values` is linear interpolation along the axis. Differentiable
       in `coords` (the gradient of a clamped coordinate is zero outside the axis).
     """
-    if outside not in OUTSIDE_MODES:
-        raise ValueError(f"outside={outside!r}: use one of {OUTSIDE_MODES}.")
+    _check_outside(outside)
     n_in = int(n_in)
     if n_in < 1:
         raise ValueError(f"n_in={n_in}: the sampled axis needs at least one element.")

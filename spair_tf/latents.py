@@ -24,6 +24,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
+from spair_tf import config
+
 tfd = tfp.distributions
 
 LOGIT_CLIP = 10.0
@@ -40,9 +42,6 @@ def clip_logits(x):
     return tf.clip_by_value(x, -LOGIT_CLIP, LOGIT_CLIP)
 
 
-STD_TRANSFORMS = ("sigmoid", "exp")
-
-
 def std_from_raw(raw, transform="sigmoid"):
     """Standard deviation of every Normal latent from the network's raw output.
 
@@ -54,7 +53,7 @@ def std_from_raw(raw, transform="sigmoid"):
         return 2.0 * tf.sigmoid(clip_logits(raw))
     if transform == "exp":
         return tf.exp(clip_logits(raw))
-    raise ValueError(f"transform={transform!r}: use one of {STD_TRANSFORMS}.")
+    raise ValueError(f"transform={transform!r}: use one of {config.STD_TRANSFORMS}.")
 
 
 def normal(mean, raw_std):

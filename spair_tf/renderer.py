@@ -46,10 +46,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from spair_tf.config import COMPOSITING
 from spair_tf.glimpse import cell_window, interpolation_matrix, \
     interpolation_matrix_gradient
-
-COMPOSITING = ("paper", "weighted")
 
 
 def _check_inputs(rgb, alpha, importance, boxes, background, cell_size):
