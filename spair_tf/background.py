@@ -14,8 +14,9 @@ class Background(keras.layers.Layer):
 
     Modes:
       "fixed": a given colour (black in Experiment 1 and the addition task).
-      "learn_solid": one learned colour sigmoid(10·v), v initialised to 0 (Experiments 2,
-        6 and Atari).
+      "learn_solid": one learned colour sigmoid(10·v), v initialised to 0 (the Fig. 7
+        ablation and Atari; not Fig. 3's runs, which had a black background: BUILD_NOTES.md,
+        "Experiment 2's background").
       "learn": one colour per image from an MLP [10, 10] (SET). The MLP sees the image
         area-averaged to 12×12×3, so it accepts any image size (BUILD_NOTES.md).
 
