@@ -189,10 +189,8 @@ def test_a_model_checkpoint_restores_every_weight(tmp_path):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
 
-def test_the_july2018_flagfiles_are_their_parents_plus_the_fig2_runs_variant():
-    """configs/*_july2018.flags = the parent flagfile + the four fields of SPAIR_SPEC §6."""
-    import dataclasses
-    import glob
+def _parse_flagfiles(paths):
+    """(SpairConfig, data configs) each flagfile in `paths` gives, as spair_tf.train parses it."""
     import os
 
     from absl import flags
@@ -211,11 +209,39 @@ def test_the_july2018_flagfiles_are_their_parents_plus_the_fig2_runs_variant():
     cwd = os.getcwd()
     os.chdir(repo)  # flagfiles name their parents relative to the repository
     try:
-        paths = sorted(glob.glob("configs/*_july2018.flags"))
-        assert paths
-        pairs = [(parsed(p), parsed(p.replace("_july2018", ""))) for p in paths]
+        return [parsed(p) for p in paths]
     finally:
         os.chdir(cwd)
-    for path, ((model, data), (parent_model, parent_data)) in zip(paths, pairs):
+
+
+def test_the_july2018_flagfiles_are_their_parents_plus_the_fig2_runs_variant():
+    """configs/*_july2018.flags = the parent flagfile + the four fields of SPAIR_SPEC §6."""
+    import dataclasses
+    import glob
+    import os
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    paths = sorted(os.path.relpath(p, repo)
+                   for p in glob.glob(os.path.join(repo, "configs", "*_july2018.flags")))
+    assert paths
+    parsed = _parse_flagfiles(paths)
+    parents = _parse_flagfiles([p.replace("_july2018", "") for p in paths])
+    for path, (model, data), (parent_model, parent_data) in zip(paths, parsed, parents):
         assert model == dataclasses.replace(parent_model, **FIG2_RUNS), path
         assert data == parent_data, path
+
+
+def test_backgrounds_of_the_fig3_and_fig7_flagfiles():
+    """Fig. 3's runs rendered on black, Fig. 7's learned a solid colour (BUILD_NOTES.md,
+    "Experiment 2's background"); the ablation is Experiment 2's 11–15 flagfile otherwise."""
+    import dataclasses
+
+    ranges = ("1-5", "6-10", "11-15")
+    paths = [f"configs/experiment2_{r}{suffix}.flags"
+             for r in ranges for suffix in ("", "_original_digits")]
+    for path, (model, _) in zip(paths, _parse_flagfiles(paths)):
+        assert model.background == "fixed", path
+    (ablation, ablation_data), (parent, parent_data) = _parse_flagfiles(
+        ["configs/ablation_no_lateral.flags", "configs/experiment2_11-15.flags"])
+    assert ablation == dataclasses.replace(parent, lateral=False, background="learn_solid")
+    assert ablation_data == parent_data
