@@ -73,6 +73,10 @@ EXPERIMENT2_RECORDS = (
     Experiment2Record("CC", "ConnComp, orig. digits",
                       "results/comparison/conncomp_experiment2_original_preprocessing.json",
                       ("AP_paper_protocol",), True, _conncomp_counts()),
+    Experiment2Record("1-5", "SPAIR trained on 1-5, orig. digits, 11k steps",
+                      "results/spair/exp2_1-5_original_digits.json", ("AP",), False,
+                      (("count_abs_error", ("count_abs_error",)),
+                       ("count_01_error", ("count_01_error",)))),
 )
 
 
