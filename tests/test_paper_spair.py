@@ -16,7 +16,8 @@ runs are trained further. A case that fails says by how much.
 
 Experiment 2 (Fig. 3): the committed 1-5 run (11k steps; results/spair/
 exp2_1-5_original_digits.json) is evaluated on full 84×84 images at n = 1, 5, 10, 15, 20;
-it measured 52.5, 39.2, 36.7, 35.3, 34.5% against the paper's 76.7, 68.3, 64.1, 60.5, 56.9.
+it measured 52.5, 39.1–39.2, 36.6–36.7, 35.1–35.3, 34.4–34.5% in two evaluations (paper
+mode samples) against the paper's 76.7, 68.3, 64.1, 60.5, 56.9.
 """
 
 import json
