@@ -49,17 +49,27 @@ def test_fig2_draws_each_cell_and_the_papers_means():
         np.testing.assert_allclose(np.asarray(line.get_xdata(), float), report.N_DIGITS)
 
 
-def test_fig3_draws_the_conncomp_sweeps_and_the_papers_curves():
+def _ap(row, keys):
+    """A row's AP, read by its record's keys (written here, not through figures._keyed)."""
+    for key in keys:
+        row = row[key]
+    return float(row)
+
+
+def test_fig3_draws_our_sweeps_and_the_papers_curves():
     data = figures.fig3_data()
     figure = figures.draw_fig3(data)
     ap_axis = figure.axes[0]
-    for record, line in zip(figures.EXPERIMENT2_RECORDS, _lines(ap_axis, "ours")):
+    ours = _lines(ap_axis, "ours")
+    assert len(ours) == len(figures.EXPERIMENT2_RECORDS)
+    for record, line in zip(figures.EXPERIMENT2_RECORDS, ours):
         with open(os.path.join(report.REPOSITORY, record.path)) as f:
             rows = json.load(f)["per_n"]
         ns = sorted(int(n) for n in rows)
+        scale = 1.0 if record.percent else 100.0
         np.testing.assert_allclose(line.get_xdata(), ns)
         np.testing.assert_allclose(line.get_ydata(),
-                                   [rows[str(n)]["AP_paper_protocol"] for n in ns])
+                                   [scale * _ap(rows[str(n)], record.ap) for n in ns])
     papers = _lines(ap_axis, "paper")
     assert len(papers) == len(figures.EXPERIMENT2_CONDITIONS)
     for line, condition in zip(papers, figures.EXPERIMENT2_CONDITIONS):
