@@ -17,7 +17,8 @@ runs are trained further. A case that fails says by how much.
 Experiment 2 (Fig. 3): the committed 1-5 run (11k steps; results/spair/
 exp2_1-5_original_digits.json) is evaluated on full 84×84 images at n = 1, 5, 10, 15, 20;
 it measured 52.5, 39.1–39.2, 36.6–36.7, 35.1–35.3, 34.4–34.5% in two evaluations (paper
-mode samples) against the paper's 76.7, 68.3, 64.1, 60.5, 56.9.
+mode samples: the sweep in that record, and this test, recorded in
+results/spair/exp2_1-5_paper_test_runs.json) against the paper's 76.7, 68.3, 64.1, 60.5, 56.9.
 """
 
 import json
@@ -43,20 +44,25 @@ RUNS = [
 ]
 
 
+def _evaluate(flagfile, state, tmp_path, *flags):
+    """`python -m spair_tf.evaluate` in paper mode on a copy of a committed state → its JSON."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(os.path.join(ROOT, state), model_dir)  # evaluation never writes there
+    output = tmp_path / "result.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "spair_tf.evaluate", f"--flagfile={flagfile}",
+         f"--model_dir={model_dir}", "--eval_mode=paper", *flags, f"--output_json={output}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=3600,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(output.read_text())
+
+
 @pytest.mark.paper
 @pytest.mark.parametrize("flagfile, state, n_digits", RUNS,
                          ids=[os.path.basename(f)[:-len(".flags")] for f, _, _ in RUNS])
 def test_spair_test_ap_matches_paper(flagfile, state, n_digits, tmp_path):
-    model_dir = tmp_path / "model"
-    shutil.copytree(os.path.join(ROOT, state), model_dir)  # evaluation never writes there
-    output = tmp_path / "test.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "spair_tf.evaluate", f"--flagfile={flagfile}",
-         f"--model_dir={model_dir}", "--eval_mode=paper", f"--output_json={output}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=1800,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(output.read_text())
+    result = _evaluate(flagfile, state, tmp_path)
     assert result["n_images"] == 1000 and result["mode"] == "paper"
     measured = 100.0 * result["AP"]
     paper, low, high = paper_numbers.EXPERIMENT1_AP["SPAIR"][n_digits]
@@ -82,18 +88,8 @@ EXPERIMENT2_N = (1, 5, 10, 15, 20)
                          ids=[os.path.basename(f)[:-len(".flags")]
                               for f, _, _ in EXPERIMENT2_RUNS])
 def test_spair_experiment2_ap_matches_paper(flagfile, state, digit_range, tmp_path):
-    model_dir = tmp_path / "model"
-    shutil.copytree(os.path.join(ROOT, state), model_dir)
-    output = tmp_path / "sweep.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "spair_tf.evaluate", f"--flagfile={flagfile}",
-         f"--model_dir={model_dir}", "--eval_mode=paper",
-         "--n_digits_sweep=" + ",".join(str(n) for n in EXPERIMENT2_N),
-         f"--output_json={output}"],
-        cwd=ROOT, capture_output=True, text=True, timeout=3600,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-    assert done.returncode == 0, done.stderr[-2000:]
-    result = json.loads(output.read_text())
+    result = _evaluate(flagfile, state, tmp_path,
+                       "--n_digits_sweep=" + ",".join(str(n) for n in EXPERIMENT2_N))
     assert result["mode"] == "paper" and sorted(map(int, result["per_n"])) == list(EXPERIMENT2_N)
     misses = []
     for n in EXPERIMENT2_N:
