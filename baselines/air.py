@@ -50,7 +50,7 @@ WHERE_HEADS = ("shared", "separate")
 # log-std (each (w, h) or (x, y)), z_pres logit.
 WHERE_SIZES = (2, 2, 2, 2, 1)
 LOGIT_CLIP = 10.0    # pre-squash values are clipped to [−10, 10] as in auto_yolo's AIR
-BCE_EPS = 1e-9       # the reconstruction is clamped at 1e-9 inside the logs (both originals)
+BCE_EPS = 1e-9       # inside the BCE's logs, as in both originals (they add it; we clamp)
 DETECT_MODES = ("mean", "paper")
 
 

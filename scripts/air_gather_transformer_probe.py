@@ -16,6 +16,12 @@ setting"; results/air/air_n1_early_dynamics.json).
 
 --probe_eagerly runs every tf.function op by op (no graph rewriting, no XLA), the closest
 we get here to how a TF1 graph evaluated the original's arithmetic.
+
+--probe_original_bce also takes the original's form of the reconstruction loss,
+−Σ[x·log(r + 1e-9) + (1 − x)·log(1 − r + 1e-9)], in place of ours with log(max(r, 1e-9)):
+its gradient at r = 0 is −x·1e9 rather than 0, so the transformer's rounding residuals
+outside the box reach θ and the decoder (BUILD_NOTES, "AIR in the paper's comparison
+setting").
 """
 
 import numpy as np
@@ -87,10 +93,28 @@ class _GatherGlimpses:
 
 
 flags.DEFINE_bool("probe_eagerly", False, "Run the tf.functions op by op.")
+flags.DEFINE_bool("probe_original_bce", False,
+                  "Use the original's log(r + 1e-9) in the reconstruction loss.")
+
+
+class _AddEpsilonInsideBceLogs:
+    """`tf` for baselines.air, except that max(r, BCE_EPS) becomes r + BCE_EPS."""
+
+    def __getattr__(self, name):
+        return getattr(tf, name)
+
+    @staticmethod
+    def maximum(x, y):
+        if isinstance(y, float) and y == air.BCE_EPS:
+            return x + y
+        return tf.maximum(x, y)
 
 
 def main(argv):
     air.glimpse = _GatherGlimpses()
+    if flags.FLAGS.probe_original_bce:
+        # The BCE's two tf.maximum(·, BCE_EPS) are the only such calls in baselines.air.
+        air.tf = _AddEpsilonInsideBceLogs()
     if flags.FLAGS.probe_eagerly:
         tf.config.run_functions_eagerly(True)
     train.main(argv)
