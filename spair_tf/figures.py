@@ -52,6 +52,8 @@ class Experiment2Record:
       ap: keys leading from a `per_n` row to its AP (percent if `percent`, else a fraction).
       counts: metric -> keys leading from a row to that count error; a row without them (or
         with only some) simply has no point there.
+      steps: keys leading from the record's top level to the training steps behind it; the
+        legend then ends with ", <k>k steps" (None: ConnComp, nothing trained).
     """
     condition: str
     label: str
@@ -59,6 +61,7 @@ class Experiment2Record:
     ap: tuple
     percent: bool
     counts: tuple = ()
+    steps: tuple | None = None
 
 
 def _conncomp_counts():
@@ -73,10 +76,10 @@ EXPERIMENT2_RECORDS = (
     Experiment2Record("CC", "ConnComp, orig. digits",
                       "results/comparison/conncomp_experiment2_original_preprocessing.json",
                       ("AP_paper_protocol",), True, _conncomp_counts()),
-    Experiment2Record("1-5", "SPAIR trained on 1-5, orig. digits, 11k steps",
+    Experiment2Record("1-5", "SPAIR trained on 1-5, orig. digits",
                       "results/spair/exp2_1-5_original_digits.json", ("AP",), False,
                       (("count_abs_error", ("count_abs_error",)),
-                       ("count_01_error", ("count_01_error",)))),
+                       ("count_01_error", ("count_01_error",))), steps=("steps",)),
 )
 
 
@@ -111,12 +114,19 @@ def fig3_data(records=EXPERIMENT2_RECORDS, root=report.REPOSITORY):
                      "ours": []}
             for metric in EXPERIMENT2_METRICS}
     for record in records:
-        rows = report.load_record(root, record.path,
-                                  "spair_tf.figures.EXPERIMENT2_RECORDS").get("per_n")
+        loaded = report.load_record(root, record.path, "spair_tf.figures.EXPERIMENT2_RECORDS")
+        rows = loaded.get("per_n")
         if not rows:
             raise ValueError(f"{record.path} has no per_n rows; it is not an Experiment 2 "
                              "sweep (python -m spair_tf.evaluate --n_digits_sweep=1-20)")
         ns = sorted(rows, key=int)
+        label = record.label
+        if record.steps is not None:
+            try:
+                label += f", {round(_keyed(loaded, record.steps) / 1000)}k steps"
+            except (KeyError, TypeError):
+                raise ValueError(f"{record.path} has no {record.steps}; fix the record or its "
+                                 "entry in EXPERIMENT2_RECORDS") from None
         keys = {"AP": record.ap, **dict(record.counts)}
         for metric, key in keys.items():
             points = []
@@ -131,7 +141,7 @@ def fig3_data(records=EXPERIMENT2_RECORDS, root=report.REPOSITORY):
                 scale = 100.0 if metric == "AP" and not record.percent else 1.0
                 points.append((int(n), scale * value))
             data[metric]["ours"].append({
-                "condition": record.condition, "label": record.label, "source": record.path,
+                "condition": record.condition, "label": label, "source": record.path,
                 "n": [n for n, _ in points], "value": [v for _, v in points]})
     return data
 

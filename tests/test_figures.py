@@ -79,14 +79,16 @@ def test_fig3_draws_our_sweeps_and_the_papers_curves():
 
 
 def test_fig3_reads_fractions_percentages_and_partial_counts(tmp_path):
-    (tmp_path / "sweep.json").write_text(json.dumps({"per_n": {
+    (tmp_path / "sweep.json").write_text(json.dumps({"steps": 24600, "per_n": {
         "10": {"AP": 0.25, "count_abs_error": 0.5},
         "2": {"AP": 0.75}}}))
     record = figures.Experiment2Record("1-5", "SPAIR", "sweep.json", ("AP",), False,
-                                       (("count_abs_error", ("count_abs_error",)),))
+                                       (("count_abs_error", ("count_abs_error",)),),
+                                       steps=("steps",))
     data = figures.fig3_data((record,), root=str(tmp_path))
     (ap,) = data["AP"]["ours"]
     assert (ap["n"], ap["value"]) == ([2, 10], [75.0, 25.0])
+    assert ap["label"] == "SPAIR, 25k steps"
     (count,) = data["count_abs_error"]["ours"]
     assert (count["n"], count["value"]) == ([10], [0.5])
     assert data["count_01_error"]["ours"] == []
@@ -100,6 +102,10 @@ def test_fig3_errors_name_the_file(tmp_path):
     (tmp_path / "flat.json").write_text(json.dumps({"AP": 0.5}))
     with pytest.raises(ValueError, match=r"flat\.json has no per_n rows"):
         figures.fig3_data((dataclasses.replace(record, path="flat.json"),), root=str(tmp_path))
+    (tmp_path / "untrained.json").write_text(json.dumps({"per_n": {"3": {"AP": 0.5}}}))
+    with pytest.raises(ValueError, match=r"untrained\.json has no \('steps',\)"):
+        figures.fig3_data((dataclasses.replace(record, path="untrained.json", steps=("steps",)),),
+                          root=str(tmp_path))
     with pytest.raises(ValueError, match=r"gone\.json does not exist"):
         figures.fig3_data((dataclasses.replace(record, path="gone.json"),), root=str(tmp_path))
 
