@@ -81,6 +81,8 @@ RECORDS = (
            LAST_VALIDATED_STEP, "spec"),
     Record("AIR", 9, "results/air/air_n9_comparison_progress.json", ("test_at_best", "AP"),
            LAST_VALIDATED_STEP, "spec"),
+    Record("DAIR", 5, "results/air/dair_n5_comparison_progress.json", ("test_at_best", "AP"),
+           LAST_VALIDATED_STEP, "spec"),
 )
 
 

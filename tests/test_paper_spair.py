@@ -14,9 +14,9 @@ after up to 300k steps; at n = 1, 60.9% after 24k steps on the original code's d
 (results/spair/exp1_n1_original_digits.json) against 78.9%. So every case fails until the
 runs are trained further. A case that fails says by how much.
 
-Experiment 2 (Fig. 3): the committed 1-5 run (11k steps; results/spair/
+Experiment 2 (Fig. 3): the committed 1-5 run (22k steps; results/spair/
 exp2_1-5_original_digits.json) is evaluated on full 84×84 images at n = 1, 5, 10, 15, 20;
-it measured 52.5, 39.1–39.2, 36.6–36.7, 35.1–35.3, 34.4–34.5% in two evaluations (paper
+it measured 62.3, 48.9–49.2, 45.3–45.5, 43.0–43.1, 40.5–40.7% in two evaluations (paper
 mode samples: the sweep in that record, and this test, recorded in
 results/spair/exp2_1-5_paper_test_runs.json) against the paper's 76.7, 68.3, 64.1, 60.5, 56.9.
 """
