@@ -54,6 +54,20 @@ BCE_EPS = 1e-9       # inside the BCE's logs, as in both originals (they add it;
 DETECT_MODES = ("mean", "paper")
 
 
+def reconstruction_bce(images, reconstruction):
+    """AIR's likelihood term (SPAIR_SPEC §4.2): BCE summed over pixels and channels → [B].
+
+    log(max(r, BCE_EPS)) rather than the originals' log(r + BCE_EPS): inside tf.function
+    grappler may fold (1 − r) + eps into (1 + eps) − r, which is 1 − r in float32 and −inf
+    at r = 1. The two differ in the gradient at r = 0 (0 here, −x/eps there; BUILD_NOTES,
+    "Which settings made Fig. 2's AIR and DAIR runs").
+    """
+    return -tf.reduce_sum(
+            images * tf.math.log(tf.maximum(reconstruction, BCE_EPS))
+            + (1.0 - images) * tf.math.log(tf.maximum(1.0 - reconstruction, BCE_EPS)),
+            axis=[1, 2, 3])
+
+
 @dataclasses.dataclass(frozen=True)
 class AirConfig:
     """What the AIR / DAIR model computes (SPAIR_SPEC §4.2, §4.3).
@@ -653,13 +667,7 @@ class AIR(keras.Model):
         """
         inferred = self.infer(images, mode="train" if training else "paper", noise=noise)
         images = self._model_view(images)
-        reconstruction = tf.clip_by_value(inferred["canvas"], 0.0, 1.0)
-        # log(max(r, eps)) rather than log(r + eps): inside tf.function grappler may fold
-        # (1 − r) + eps into (1 + eps) − r, which is 1 − r in float32 and −inf at r = 1.
-        bce = -tf.reduce_sum(
-                images * tf.math.log(tf.maximum(reconstruction, BCE_EPS))
-                + (1.0 - images) * tf.math.log(tf.maximum(1.0 - reconstruction, BCE_EPS)),
-                axis=[1, 2, 3])                                     # [B]
+        bce = reconstruction_bce(images, tf.clip_by_value(inferred["canvas"], 0.0, 1.0))
         kls = self.kl_terms(inferred, step)
         kl = kls["kl_scale"] + kls["kl_shift"] + kls["kl_what"] + kls["kl_pres"]  # [B]
         loss = tf.reduce_mean(bce + kl)

@@ -97,24 +97,18 @@ flags.DEFINE_bool("probe_original_bce", False,
                   "Use the original's log(r + 1e-9) in the reconstruction loss.")
 
 
-class _AddEpsilonInsideBceLogs:
-    """`tf` for baselines.air, except that max(r, BCE_EPS) becomes r + BCE_EPS."""
-
-    def __getattr__(self, name):
-        return getattr(tf, name)
-
-    @staticmethod
-    def maximum(x, y):
-        if isinstance(y, float) and y == air.BCE_EPS:
-            return x + y
-        return tf.maximum(x, y)
+def original_bce(images, reconstruction):
+    """The originals' −Σ[x·log(r + 1e-9) + (1 − x)·log(1 − r + 1e-9)] → [B]."""
+    eps = air.BCE_EPS
+    return -tf.reduce_sum(images * tf.math.log(reconstruction + eps)
+                          + (1.0 - images) * tf.math.log(1.0 - reconstruction + eps),
+                          axis=[1, 2, 3])
 
 
 def main(argv):
     air.glimpse = _GatherGlimpses()
     if flags.FLAGS.probe_original_bce:
-        # The BCE's two tf.maximum(·, BCE_EPS) are the only such calls in baselines.air.
-        air.tf = _AddEpsilonInsideBceLogs()
+        air.reconstruction_bce = original_bce
     if flags.FLAGS.probe_eagerly:
         tf.config.run_functions_eagerly(True)
     train.main(argv)

@@ -100,13 +100,6 @@ def fig2_data(records=report.RECORDS, root=report.REPOSITORY):
             for model in report.MODELS}
 
 
-def _keyed(row, keys):
-    value = row
-    for key in keys:
-        value = value[key]
-    return float(value)
-
-
 def fig3_data(records=EXPERIMENT2_RECORDS, root=report.REPOSITORY):
     """Fig. 3's series: per metric the paper's curve per condition and ours per record."""
     data = {metric: {"paper": {c: _paper_series(paper_numbers.EXPERIMENT2[metric][c])
@@ -123,7 +116,7 @@ def fig3_data(records=EXPERIMENT2_RECORDS, root=report.REPOSITORY):
         label = record.label
         if record.steps is not None:
             try:
-                label += f", {round(_keyed(loaded, record.steps) / 1000)}k steps"
+                label += ", " + report.steps_text(report.lookup(loaded, record.steps))
             except (KeyError, TypeError):
                 raise ValueError(f"{record.path} has no {record.steps}; fix the record or its "
                                  "entry in EXPERIMENT2_RECORDS") from None
@@ -132,7 +125,7 @@ def fig3_data(records=EXPERIMENT2_RECORDS, root=report.REPOSITORY):
             points = []
             for n in ns:
                 try:
-                    value = _keyed(rows[n], key)
+                    value = float(report.lookup(rows[n], key))
                 except (KeyError, TypeError):
                     if metric == "AP":
                         raise ValueError(f"{record.path}: per_n[{n}] has no {key}; fix the "
@@ -204,7 +197,7 @@ def draw_fig2(data):
         for cell in data[model]["ours"]:
             hollow = cell["split"] != "test"
             steps = ("" if cell["steps"] is None
-                     else f", n = {cell['n']}: {cell['steps'] // 1000}k steps")
+                     else f", n = {cell['n']}: {report.steps_text(cell['steps'])}")
             marker = "D" if cell["variant"] else DIGITS_MARKER[cell["digits"]]
             ax.plot([cell["n"]], [cell["AP"]], marker, color=colour,
                     markerfacecolor="white" if hollow else colour, markersize=7,

@@ -86,7 +86,8 @@ RECORDS = (
 )
 
 
-def _lookup(record, keys):
+def lookup(record, keys):
+    """The value at `keys` (dict keys and list indices, in order) inside a loaded record."""
     value = record
     for key in keys:
         value = value[key]
@@ -101,7 +102,7 @@ def _corrected(data, ap_keys):
     """
     keys = tuple(ap_keys[:-1]) + ("AP_corrected",)
     try:
-        return float(_lookup(data, keys))
+        return float(lookup(data, keys))
     except (KeyError, IndexError, TypeError):
         return None
 
@@ -126,8 +127,8 @@ def measured(records=RECORDS, root=REPOSITORY):
     for record in records:
         data = load_record(root, record.path, "spair_tf.report.RECORDS")
         try:
-            ap = float(_lookup(data, record.ap))
-            steps = None if record.steps is None else int(_lookup(data, record.steps))
+            ap = float(lookup(data, record.ap))
+            steps = None if record.steps is None else int(lookup(data, record.steps))
         except (KeyError, IndexError, TypeError, ValueError) as error:
             keys = [record.ap] + ([record.steps] if record.steps else [])
             raise ValueError(f"{record.path} has no {' or '.join(map(str, keys))} "
@@ -149,6 +150,11 @@ def _paper(model, n):
     return f"{value:.1f}"
 
 
+def steps_text(steps):
+    """Training steps as the tables and legends show them: "<k>k steps", nearest thousand."""
+    return f"{round(steps / 1000)}k steps"
+
+
 def _ours(cells):
     parts = []
     for cell in cells:
@@ -157,7 +163,7 @@ def _ours(cells):
             text += f" / {cell['AP_corrected']:.1f}"
         details = [DIGITS_LABEL[cell["digits"]]] + ([cell["variant"]] if cell["variant"] else [])
         if cell["steps"] is not None:
-            details.append(f"{cell['steps'] // 1000}k steps")
+            details.append(steps_text(cell["steps"]))
         if cell["split"] != "test":
             details.append(cell["split"])
         parts.append(f"{text} ({', '.join(details)})")

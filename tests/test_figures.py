@@ -50,7 +50,7 @@ def test_fig2_draws_each_cell_and_the_papers_means():
 
 
 def _ap(row, keys):
-    """A row's AP, read by its record's keys (written here, not through figures._keyed)."""
+    """A row's AP, read by its record's keys (written here, not through report.lookup)."""
     for key in keys:
         row = row[key]
     return float(row)
