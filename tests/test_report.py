@@ -30,6 +30,8 @@ def test_every_cell_is_a_percentage_of_a_fig2_condition():
     for cell in cells:
         assert 0.0 <= cell["AP"] <= 100.0, cell
         assert cell["model"] in report.MODELS and cell["n"] in report.N_DIGITS
+        # Every learned model's cell says how it was evaluated (SPAIR_SPEC §1.12).
+        assert (cell["mode"] is None) == (cell["model"] == "ConnComp"), cell
 
 
 def test_cells_read_the_named_values(tmp_path):
@@ -38,20 +40,26 @@ def test_cells_read_the_named_values(tmp_path):
         {"test": {"AP": 0.5, "AP_corrected": 0.25},
          "val_curve": [{"step": 1000}, {"step": 7000}]}))
     (tmp_path / "cc.json").write_text(json.dumps({"per_n": {"3": {"AP_paper_protocol": 71.0}}}))
+    (tmp_path / "air.json").write_text(json.dumps({"best_val": {"AP": 0.125, "mode": "mean"},
+                                                   "steps": 3000}))
     records = (report.Record("SPAIR", 9, "run.json", ("test", "AP"), ("val_curve", -1, "step"),
                              "original"),
                report.Record("SPAIR", 9, "run.json", ("test", "AP"), ("val_curve", -1, "step"),
                              "original", variant="July-2018 model"),
                report.Record("ConnComp", 3, "cc.json", ("per_n", "3", "AP_paper_protocol"),
-                             None, "spec", percent=True))
+                             None, "spec", percent=True),
+               report.Record("AIR", 9, "air.json", ("best_val", "AP"), ("steps",), "spec",
+                             split="val"))
     cells = report.measured(records, root=str(tmp_path))
-    assert [(c["model"], c["n"], c["AP"], c["AP_corrected"], c["steps"]) for c in cells] == [
-        ("SPAIR", 9, 50.0, 25.0, 7000), ("SPAIR", 9, 50.0, 25.0, 7000),
-        ("ConnComp", 3, 71.0, None, None)]
+    assert [(c["model"], c["n"], c["AP"], c["AP_corrected"], c["mode"], c["steps"])
+            for c in cells] == [
+        ("SPAIR", 9, 50.0, 25.0, None, 7000), ("SPAIR", 9, 50.0, 25.0, None, 7000),
+        ("ConnComp", 3, 71.0, None, None, None), ("AIR", 9, 12.5, None, "mean", 3000)]
     rows = report.markdown(cells).splitlines()
     row9 = next(r for r in rows if r.startswith("| 9 |")).split(" | ")
     assert row9[1] == ("50.0 / 25.0 (orig., 7k steps)<br>"
                        "50.0 / 25.0 (orig., July-2018 model, 7k steps)")
+    assert row9[3] == "12.5 (MNIST, 3k steps, mean mode, val)"
     row3 = next(r for r in rows if r.startswith("| 3 |")).split(" | ")
     assert row3[7] == "71.0 (MNIST)" and row3[1] == ""
 
