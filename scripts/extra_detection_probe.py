@@ -32,7 +32,6 @@ import numpy as np
 from absl import flags
 
 from spair_tf import cli, flags_util, io_utils, metrics
-from spair_tf import evaluate  # noqa: F401  (defines --output_json, --checkpoint, ...)
 
 FLAGS = flags.FLAGS
 CELL_PX = 12  # SPAIR_SPEC §1.1
@@ -131,6 +130,7 @@ def summarise(per_image, gt_sizes):
 def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
+    from spair_tf import evaluate  # imported (its flags defined) before parsing, below
     flags_util.adopt_recorded_flags(FLAGS.model_dir)
     _, _, test_cfg = cli.data_configs()
     data = cli.load_data(test_cfg)
@@ -162,4 +162,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # The flags (--model_dir, --output_json, the data flags, ...) are defined only when run
+    # as a script, so that tests can import the arithmetic above beside other flag owners.
+    from spair_tf import evaluate  # noqa: F401
     cli.run(main)
