@@ -22,7 +22,6 @@ import numpy as np
 from absl import flags
 
 from spair_tf import cli, evaluation, flags_util, io_utils, metrics
-from spair_tf import evaluate  # noqa: F401  (defines --output_json, --checkpoint, ...)
 
 FLAGS = flags.FLAGS
 SHRINK_PX = (0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0, 4.0)
@@ -72,6 +71,7 @@ def score(boxes, scores, gt_boxes, counts):
 def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}")
+    from spair_tf import evaluate  # imported (its flags defined) before parsing, below
     flags_util.adopt_recorded_flags(FLAGS.model_dir)
     _, val_cfg, test_cfg = cli.data_configs()
     val, test = cli.load_data(val_cfg), cli.load_data(test_cfg)
@@ -108,4 +108,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # The flags (--model_dir, --output_json, the data flags, ...) are defined only when run
+    # as a script, so that tests can import the arithmetic above beside other flag owners.
+    from spair_tf import evaluate  # noqa: F401
     cli.run(main)

@@ -23,6 +23,11 @@ def extra_detection_probe():
     return _script("extra_detection_probe")
 
 
+@pytest.fixture(scope="module")
+def box_looseness_probe():
+    return _script("box_looseness_probe")
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_count_distribution_equals_enumerating_every_on_off_pattern(extra_detection_probe,
                                                                   seed):
@@ -66,3 +71,49 @@ def test_probe_finds_a_split_digit(extra_detection_probe):
     assert out["extra_beta_mass"]["part"] == pytest.approx(0.6)
     assert out["extra_beta_mass"]["background"] == pytest.approx(0.14)
     assert out["p_count_ge_2"] > 0.9 * 0.6
+
+
+def test_resized_boxes_keep_their_centres(box_looseness_probe):
+    boxes = np.random.default_rng(0).uniform(0, 40, size=(20, 4))
+    boxes[:, 2:] = boxes[:, :2] + np.random.default_rng(1).uniform(3, 15, size=(20, 2))
+    out = box_looseness_probe.shrunk([boxes], 1.5, 2.5)[0]
+    np.testing.assert_allclose(out[:, 2] - out[:, 0], boxes[:, 2] - boxes[:, 0] - 1.5)
+    np.testing.assert_allclose(out[:, 3] - out[:, 1], boxes[:, 3] - boxes[:, 1] - 2.5)
+    np.testing.assert_allclose(out[:, 0] + out[:, 2], boxes[:, 0] + boxes[:, 2])
+    np.testing.assert_allclose(out[:, 1] + out[:, 3], boxes[:, 1] + boxes[:, 3])
+    # Shrunk past zero: a sliver about the centre, never an inverted box.
+    tiny = box_looseness_probe.shrunk([boxes], 100.0, 100.0)[0]
+    assert np.all(tiny[:, 2] > tiny[:, 0]) and np.all(tiny[:, 3] > tiny[:, 1])
+
+
+def _best_gt_by_loop(pred, gt):
+    """Index of the GT box each prediction overlaps most, and that IoU, by plain loops."""
+    best = []
+    for p in pred:
+        ious = []
+        for g in gt:
+            h = max(0.0, min(p[2], g[2]) - max(p[0], g[0]))
+            w = max(0.0, min(p[3], g[3]) - max(p[1], g[1]))
+            union = (p[2] - p[0]) * (p[3] - p[1]) + (g[2] - g[0]) * (g[3] - g[1]) - h * w
+            ious.append(h * w / union)
+        best.append((int(np.argmax(ious)), max(ious)))
+    return best
+
+
+@pytest.mark.parametrize("take_size, take_centre", [(True, True), (True, False),
+                                                    (False, True)])
+def test_oracle_boxes_take_the_most_overlapping_gt(box_looseness_probe, take_size,
+                                                   take_centre):
+    rng = np.random.default_rng(2)
+    gt = np.array([[5.0, 5.0, 15.0, 12.0], [20.0, 25.0, 33.0, 34.0], [30.0, 3.0, 40.0, 9.0]])
+    pred = np.concatenate([gt + rng.uniform(-2, 2, size=gt.shape),
+                           [[44.0, 44.0, 47.0, 47.0]]])  # the last overlaps no GT box
+    out = box_looseness_probe._with_gt([pred], [gt], take_size, take_centre)[0]
+    for k, (index, iou) in enumerate(_best_gt_by_loop(pred, gt)):
+        if iou == 0:
+            np.testing.assert_array_equal(out[k], pred[k])
+            continue
+        size_from = gt[index] if take_size else pred[k]
+        centre_from = gt[index] if take_centre else pred[k]
+        np.testing.assert_allclose(out[k, 2:] - out[k, :2], size_from[2:] - size_from[:2])
+        np.testing.assert_allclose(out[k, 2:] + out[k, :2], centre_from[2:] + centre_from[:2])
