@@ -102,7 +102,10 @@ def main(argv):
         result = evaluation.evaluate(model, data, FLAGS.eval_batch_size, FLAGS.eval_mode,
                                      xla=FLAGS.xla)
         prefix = "" if sweep is None else f"n={config.max_digits}: "
-        print(f"{prefix}AP {result['AP']:.4f} (paper protocol), corrected "
+        se = result["AP_batch_se"]
+        spread = ("" if se is None else
+                  f" ± {se:.4f} (SE over {FLAGS.eval_batch_size}-image batches)")
+        print(f"{prefix}AP {result['AP']:.4f}{spread} (paper protocol), corrected "
               f"{result['AP_corrected']:.4f}, coco {result['AP_coco']:.4f}; count |Δ| "
               f"{result['count_abs_error']:.3f}, 0-1 {result['count_01_error']:.3f}; mode "
               f"{result['mode']}, {result['n_images']} images", flush=True)

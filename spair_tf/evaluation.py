@@ -58,7 +58,8 @@ def _compiled_detect(model, mode, xla=False):
 def evaluate(model, data, batch_size=32, mode="mean", max_images=None, xla=False):
     """Every metric of §3 for `model` on a `datasets.Scattered` set.
 
-    Returns a dict: "AP", "AP_at" (paper protocol, §3.1), "AP_corrected", "AP_coco" (§3.2),
+    Returns a dict: "AP", "AP_at", "AP_batch_se" (paper protocol, §3.1, and its standard
+    error over evaluation batches), "AP_corrected", "AP_coco" (§3.2),
     "count_abs_error", "count_01_error", "count_confusion" (§3.3), "mode", "n_images", and
     "box_agreement" (`metrics.box_agreement`: how the boxes sit on the GT boxes).
     """

@@ -322,6 +322,9 @@ def average_precision(pred_boxes, pred_scores, gt_boxes,
        "AP_at": {threshold: AP at that threshold}}. With no predictions at all,
       or no GT box at all, every value is 0 (the original returned NaN for a
       batch without predictions; pycocotools returns -1 without GT).
+      The "paper" protocol adds "AP_batch_se": the standard error of "AP" as
+      the weighted mean of the per-batch APs (`batch_standard_error`), or None
+      with a single batch.
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}; got {protocol!r}.")
@@ -334,16 +337,18 @@ def average_precision(pred_boxes, pred_scores, gt_boxes,
     sorted_scores, is_tp, is_counted = _match(pred, score, n_pred, gt, n_gt, thresholds,
                                               protocol)
 
+    extra = {}
     if protocol == "paper":
         n_images = len(n_gt)
-        weighted = np.zeros(thresholds.shape[0])
+        batch_aps, batch_sizes = [], []  # [n_batches, T], [n_batches]
         for start in range(0, n_images, batch_size):
             stop = min(start + batch_size, n_images)
-            batch_ap = _eleven_point_ap(
+            batch_aps.append(_eleven_point_ap(
                 sorted_scores[start:stop], is_tp[:, start:stop], is_counted[:, start:stop],
-                int(n_gt[start:stop].sum()))
-            weighted += (stop - start) * batch_ap
-        per_threshold = weighted / n_images
+                int(n_gt[start:stop].sum())))
+            batch_sizes.append(stop - start)
+        per_threshold = np.average(batch_aps, axis=0, weights=batch_sizes)
+        extra["AP_batch_se"] = batch_standard_error(np.mean(batch_aps, axis=1), batch_sizes)
     elif protocol == "corrected":
         per_threshold = _eleven_point_ap(sorted_scores, is_tp, is_counted, int(n_gt.sum()))
     else:
@@ -352,7 +357,30 @@ def average_precision(pred_boxes, pred_scores, gt_boxes,
     return {
         "AP": float(per_threshold.mean()),
         "AP_at": {float(t): float(v) for t, v in zip(thresholds, per_threshold)},
+        **extra,
     }
+
+
+def batch_standard_error(batch_values, batch_sizes):
+    """Standard error of the batch-size weighted mean of per-batch values, or None.
+
+    The paper protocol's AP is Σ_b w_b·a_b with w_b = n_b / N over the B evaluation
+    batches (SPAIR_SPEC §3.1). Treating the batches as independent draws, its
+    standard error is sqrt(B / (B − 1) · Σ_b w_b²·(a_b − AP)²), i.e. sd / √B for
+    equal batches. It measures how much the AP moves with which test images were
+    drawn (and, in paper mode, with the evaluation's own sampling), not how much
+    it moves between training runs (the paper's confidence intervals). None for a
+    single batch.
+    """
+    values = np.asarray(batch_values, dtype=np.float64)
+    sizes = np.asarray(batch_sizes, dtype=np.float64)
+    n_batches = values.shape[0]
+    if n_batches < 2:
+        return None
+    weights = sizes / sizes.sum()
+    mean = float(np.sum(weights * values))
+    return float(np.sqrt(n_batches / (n_batches - 1)
+                         * np.sum(weights ** 2 * (values - mean) ** 2)))
 
 
 def _as_counts(counts, name):
@@ -471,7 +499,7 @@ def evaluate_detections(pred_boxes, pred_scores, gt_boxes, pred_counts=None,
       iou_thresholds, batch_size: as for `average_precision`.
 
     Returns:
-      {"AP", "AP_at" (paper protocol), "AP_corrected", "AP_coco",
+      {"AP", "AP_at", "AP_batch_se" (paper protocol), "AP_corrected", "AP_coco",
        "count_abs_error", "count_01_error", "count_confusion"}; AP values are fractions in
       [0, 1].
     """
@@ -488,6 +516,7 @@ def evaluate_detections(pred_boxes, pred_scores, gt_boxes, pred_counts=None,
     return {
         "AP": paper["AP"],
         "AP_at": paper["AP_at"],
+        "AP_batch_se": paper["AP_batch_se"],
         "AP_corrected": corrected["AP"],
         "AP_coco": coco["AP"],
         "count_abs_error": count_abs_error(pred_counts, true_counts),

@@ -259,13 +259,46 @@ def test_per_batch_pooling_differs_from_global_pooling():
         pytest.approx(pooled["AP"])
 
 
+def _two_hits_then_a_miss():
+    """Three one-GT images: hit, hit, miss (batches of 2 give batch APs 1 and 0)."""
+    preds = [np.array([SQUARE]), np.array([SQUARE]), np.array([FAR])]
+    return preds, [np.ones(1)] * 3, [np.array([SQUARE])] * 3
+
+
 def test_batch_mean_is_weighted_by_batch_size():
     # Batches of 2 and 1 image: [hit, hit] (AP 1) and [miss] (AP 0) -> 2/3, not 1/2.
-    preds = [np.array([SQUARE]), np.array([SQUARE]), np.array([FAR])]
-    scores = [np.ones(1)] * 3
-    gts = [np.array([SQUARE])] * 3
-    result = metrics.average_precision(preds, scores, gts, protocol="paper", batch_size=2)
+    result = metrics.average_precision(*_two_hits_then_a_miss(), protocol="paper",
+                                       batch_size=2)
     assert result["AP"] == pytest.approx(2.0 / 3.0)
+
+
+def test_batch_standard_error_is_the_spread_of_brute_force_batch_aps():
+    rng = np.random.default_rng(30)
+    for trial in range(10):
+        preds, scores, gts = random_detection_set(rng, max_images=9)
+        n = len(gts) - len(gts) % 3
+        if n < 6:
+            continue
+        preds, scores, gts = preds[:n], scores[:n], gts[:n]
+        result = metrics.average_precision(preds, scores, gts, protocol="paper", batch_size=3)
+        batch_aps = [np.mean([brute_force_ap(preds[s:s + 3], scores[s:s + 3], gts[s:s + 3],
+                                             t, "paper", 3) for t in THRESHOLDS])
+                     for s in range(0, n, 3)]
+        # Equal batches: the textbook sd / √B.
+        expected = np.std(batch_aps, ddof=1) / np.sqrt(len(batch_aps))
+        assert result["AP_batch_se"] == pytest.approx(expected, abs=1e-12), trial
+
+
+def test_batch_standard_error_weights_a_short_last_batch():
+    # Batches of 2 and 1 image with APs 1 and 0: AP 2/3, weights 2/3 and 1/3, so
+    # SE² = 2/1 · ((2/3)²(1/3)² + (1/3)²(2/3)²) = 16/81.
+    preds, scores, gts = _two_hits_then_a_miss()
+    result = metrics.average_precision(preds, scores, gts, protocol="paper", batch_size=2)
+    assert result["AP_batch_se"] == pytest.approx(4.0 / 9.0)
+    one_batch = metrics.average_precision(preds, scores, gts, protocol="paper", batch_size=32)
+    assert one_batch["AP_batch_se"] is None
+    assert "AP_batch_se" not in metrics.average_precision(preds, scores, gts,
+                                                          protocol="corrected")
 
 
 def test_match_requires_iou_strictly_above_threshold():
@@ -362,8 +395,8 @@ def test_evaluate_detections_combines_protocols_and_counts():
     rng = np.random.default_rng(4)
     preds, scores, gts = random_detection_set(rng, max_images=40)
     result = metrics.evaluate_detections(preds, scores, gts)
-    assert set(result) == {"AP", "AP_at", "AP_corrected", "AP_coco", "count_abs_error",
-                           "count_01_error", "count_confusion"}
+    assert set(result) == {"AP", "AP_at", "AP_batch_se", "AP_corrected", "AP_coco",
+                           "count_abs_error", "count_01_error", "count_confusion"}
     assert result["AP"] == metrics.average_precision(preds, scores, gts)["AP"]
     assert result["AP_corrected"] == metrics.average_precision(
         preds, scores, gts, protocol="corrected")["AP"]
