@@ -73,6 +73,8 @@ RECORDS = (
     Record("SPAIR", 5, "results/spair/exp1_n5_original_digits.json",
            ("at_91000_steps_not_committed", "test", "AP"),
            ("at_91000_steps_not_committed", "steps"), "original"),
+    Record("SPAIR", 3, "results/spair/exp1_n3_original_digits.json", ("test", "AP"),
+           ("steps",), "original"),
     Record("SPAIR", 1, "results/spair/exp1_n1_original_digits.json", ("test", "AP"),
            ("steps",), "original"),
     Record("SPAIR", 1, "results/spair/exp1_n1_july2018.json", ("test", "AP"), ("steps",),
