@@ -64,6 +64,12 @@ def _conncomp(path, digits):
 
 LAST_VALIDATED_STEP = ("val_curve", -1, "step")  # progress records: the steps trained
 
+
+def _air_progress(model, n):
+    """An AIR/DAIR comparison run's cell: its best checkpoint's test AP in paper mode."""
+    return Record(model, n, f"results/air/{model.lower()}_n{n}_comparison_progress.json",
+                  ("test_at_best_paper_mode", "AP"), LAST_VALIDATED_STEP, "spec")
+
 # Every recorded run that is a Fig. 2 cell. Short checks (results/air/*_2000steps.json) and
 # diagnostics with changed priors are not cells.
 RECORDS = (
@@ -81,21 +87,11 @@ RECORDS = (
            "original", variant="July-2018 model"),
     Record("AIR", 1, "results/air/air_n1_comparison_progress.json", ("best_val", "AP"),
            LAST_VALIDATED_STEP, "spec", split="val"),
-    Record("AIR", 3, "results/air/air_n3_comparison_progress.json",
-           ("test_at_best_paper_mode", "AP"),
-           LAST_VALIDATED_STEP, "spec"),
-    Record("AIR", 5, "results/air/air_n5_comparison_progress.json",
-           ("test_at_best_paper_mode", "AP"),
-           LAST_VALIDATED_STEP, "spec"),
-    Record("AIR", 9, "results/air/air_n9_comparison_progress.json",
-           ("test_at_best_paper_mode", "AP"),
-           LAST_VALIDATED_STEP, "spec"),
-    Record("DAIR", 3, "results/air/dair_n3_comparison_progress.json",
-           ("test_at_best_paper_mode", "AP"),
-           LAST_VALIDATED_STEP, "spec"),
-    Record("DAIR", 5, "results/air/dair_n5_comparison_progress.json",
-           ("test_at_best_paper_mode", "AP"),
-           LAST_VALIDATED_STEP, "spec"),
+    _air_progress("AIR", 3),
+    _air_progress("AIR", 5),
+    _air_progress("AIR", 9),
+    _air_progress("DAIR", 3),
+    _air_progress("DAIR", 5),
 )
 
 
