@@ -1,67 +1,105 @@
-"""Every training state committed under results/ can be loaded and resumed as it claims.
+"""Training states committed under results/ load and resume as they claim (spair_tf.states).
 
-A state (`results/<model>/<run>_state/`) is a copy of a run's model_dir: `ckpt/` (the latest
-checkpoint, from which `spair_tf.train` resumes), `best/` (the best-by-validation checkpoint,
-which `spair_tf.evaluate` and the paper tests load), `val_history.json` and, in the newer ones, `flags.json`.
-A copy made by hand can go stale in ways git does not notice: session 16 committed
-ckpt-28000's files with the `checkpoint` pointers still naming ckpt-22000, so neither the
-evaluation nor the resume could find a checkpoint. These checks read only the small files and
-the checkpoints' scalar variables, not the weights.
+The committed states are checked by reading their small files and the checkpoints' scalar
+variables, not the weights; `copy_state` is checked on a synthetic model_dir laid out as
+spair_tf.training writes one.
 """
 
 import glob
 import json
 import os
-import re
 
 import pytest
 import tensorflow as tf
 
+from spair_tf import states
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-STATES = sorted(glob.glob(os.path.join(ROOT, "results", "*", "*_state")))
+COMMITTED = sorted(glob.glob(os.path.join(ROOT, "results", "*", "*_state")))
 
 
-def _scalar(reader, name):
-    return reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE").item()
+def test_committed_states_are_found():
+    assert len(COMMITTED) >= 6, COMMITTED
 
 
-def _checkpoint(state, kind):
-    """(path, step in the file name, reader) of the checkpoint `kind`/checkpoint points at."""
-    path = tf.train.latest_checkpoint(os.path.join(state, kind))
-    assert path is not None, f"{state}/{kind}/checkpoint names no existing checkpoint"
-    for suffix in (".index", ".data-00000-of-00001"):
-        assert os.path.exists(path + suffix), f"{path + suffix} is missing"
-    number = int(re.fullmatch(r"ckpt-(\d+)", os.path.basename(path)).group(1))
-    return path, number, tf.train.load_checkpoint(path)
+@pytest.mark.parametrize("state", COMMITTED, ids=[os.path.basename(s) for s in COMMITTED])
+def test_committed_state_is_usable(state):
+    assert states.check_state(state) == []
 
 
-def test_states_are_found():
-    assert len(STATES) >= 6, STATES
+def _training_run(model_dir, history_steps, best_step, last_step, keep=2):
+    """A model_dir as spair_tf.training leaves it: validations at history_steps (AP rising to
+    best_step, falling after), the best checkpoint at best_step, the latest at last_step."""
+    ap = {s: 0.5 - abs(s - best_step) * 1e-5 for s in history_steps}
+    step = tf.Variable(0, dtype=tf.int64)
+    best_ap = tf.Variable(-1.0, dtype=tf.float64)
+    best = tf.Variable(-1, dtype=tf.int64)
+    weights = tf.Variable(tf.zeros([3]))
+    checkpoint = tf.train.Checkpoint(step=step, best_ap=best_ap, best_step=best,
+                                     model=tf.train.Checkpoint(w=weights))
+    latest = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "ckpt"),
+                                        max_to_keep=keep)
+    best_manager = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "best"),
+                                              max_to_keep=1)
+    for s in history_steps:
+        if s > last_step:
+            break
+        step.assign(s)
+        weights.assign(tf.fill([3], float(s)))
+        if ap[s] > best_ap.numpy():
+            best_ap.assign(ap[s])
+            best.assign(s)
+        latest.save(checkpoint_number=s)
+        if s == best_step:
+            best_manager.save(checkpoint_number=s)
+    with open(os.path.join(model_dir, "val_history.json"), "w") as f:
+        json.dump([{"step": s, "AP": ap[s]} for s in history_steps if s <= last_step], f)
+    with open(os.path.join(model_dir, "flags.json"), "w") as f:
+        json.dump({"flags": {"n_digits": 3}}, f)
 
 
-@pytest.mark.parametrize("state", STATES, ids=[os.path.basename(s) for s in STATES])
-def test_state_checkpoints_exist_and_agree(state):
-    assert os.path.isdir(os.path.join(state, "best")), f"{state} has no best/ checkpoint"
-    flags = os.path.join(state, "flags.json")  # optional: the paper tests pass --flagfile
-    if os.path.exists(flags):
-        with open(flags) as f:
-            assert json.load(f), f"{flags} is empty"
-    path, number, best = _checkpoint(state, "best")
-    assert _scalar(best, "step") == number == _scalar(best, "best_step"), path
-    if os.path.isdir(os.path.join(state, "ckpt")):  # resumable: the latest checkpoint too
-        path, number, latest = _checkpoint(state, "ckpt")
-        assert _scalar(latest, "step") == number, path
-        assert _scalar(latest, "best_step") == _scalar(best, "step"), (
-            f"{path} remembers its best at step {_scalar(latest, 'best_step')}, but best/ "
-            f"holds step {_scalar(best, 'step')}")
-        assert _scalar(latest, "best_ap") == _scalar(best, "best_ap"), path
+def test_copy_state_keeps_the_latest_and_the_best_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    _training_run(str(run), [1000, 2000, 3000, 4000], best_step=2000, last_step=4000)
+    dest = tmp_path / "results" / "run_state"
+    written = states.copy_state(str(run), str(dest))
+    assert "best/ckpt-2000.index" in written and "ckpt/ckpt-4000.index" in written
+    assert not any("3000" in name for name in written)  # older latest checkpoints stay behind
+    assert states.check_state(str(dest)) == []
+    restored = tf.Variable(tf.zeros([3]))
+    tf.train.Checkpoint(model=tf.train.Checkpoint(w=restored)).restore(
+        tf.train.latest_checkpoint(str(dest / "best"))).expect_partial()
+    assert restored.numpy().tolist() == [2000.0] * 3
+    # Copying a later point of the same run replaces the state whole.
+    _training_run(str(run), [1000, 2000, 3000, 4000, 5000, 6000], best_step=6000,
+                  last_step=6000)
+    written = states.copy_state(str(run), str(dest))
+    assert written == sorted(["best/checkpoint", "best/ckpt-6000.index",
+                              "best/ckpt-6000.data-00000-of-00001", "ckpt/checkpoint",
+                              "ckpt/ckpt-6000.index", "ckpt/ckpt-6000.data-00000-of-00001",
+                              "flags.json", "val_history.json"])
+    assert states.check_state(str(dest)) == []
 
 
-@pytest.mark.parametrize("state", STATES, ids=[os.path.basename(s) for s in STATES])
-def test_val_history_reaches_the_checkpoints(state):
-    """val_history.json has the validation of the best checkpoint, with the AP it recorded."""
-    with open(os.path.join(state, "val_history.json")) as f:
-        history = {entry["step"]: entry for entry in json.load(f)}
-    _, step, best = _checkpoint(state, "best")
-    assert step in history, f"{state}/val_history.json stops at step {max(history)} < {step}"
-    assert history[step]["AP"] == pytest.approx(_scalar(best, "best_ap"), abs=1e-12)
+def test_check_state_finds_a_stale_pointer_and_a_short_history(tmp_path):
+    run = tmp_path / "run"
+    _training_run(str(run), [1000, 2000, 3000], best_step=3000, last_step=3000)
+    dest = tmp_path / "state"
+    states.copy_state(str(run), str(dest))
+    for kind in ("ckpt", "best"):  # session 16's hand copy: new files, old pointers
+        pointer = dest / kind / "checkpoint"
+        pointer.write_text(pointer.read_text().replace("ckpt-3000", "ckpt-2000"))
+    assert any("names no checkpoint" in p for p in states.check_state(str(dest)))
+    states.copy_state(str(run), str(dest))
+    history = json.loads((dest / "val_history.json").read_text())
+    (dest / "val_history.json").write_text(json.dumps(history[:2]))
+    assert any("no entry at the best step 3000" in p for p in states.check_state(str(dest)))
+
+
+def test_copy_state_refuses_a_run_without_a_best_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    _training_run(str(run), [1000], best_step=5000, last_step=1000)  # no best/ yet
+    dest = tmp_path / "state"
+    with pytest.raises(ValueError, match="best"):
+        states.copy_state(str(run), str(dest))
+    assert not dest.exists() and not (tmp_path / "state.staging").exists()
