@@ -1,0 +1,292 @@
+r"""The addition task (paper Fig. 4; SPAIR_SPEC §2.2, §5.4), stage 2: learning the sum of an
+image's five digits from a trained SPAIR's objects.
+
+Stage 1 is an ordinary SPAIR run on the addition images (`configs/addition/stage1.flags`).
+Stage 2 freezes it and trains a classifier on its per-object representation:
+
+    python -m spair_tf.addition --flagfile=configs/addition/spair_fixed.flags \
+        --stage1_dir=runs/addition_stage1 --train_images=32000 --model_dir=runs/add_fixed_32k
+
+Facts of the original (auto_yolo, aaai_2019: `algs.py` math_config, `models/core.py`
+build_math, `models/networks.py` SimpleRecurrentRegressionNetwork, `models/yolo_air.py` with
+noisy=False; `experiments/addition/stage2/yolo_air_stage2.py`), followed here:
+- The representation: every cell's z_what at its mean (the Gaussian latents' stds are zeroed
+  in stage 2) and its z_pres a random hard sample, round(sigmoid(Concrete sample)); the
+  encoder otherwise runs as in training, cell by cell with its lateral context.
+- The classifier: each object's z_what through an MLP [100, 100] with a linear output of
+  size A (z_what's size); the present objects (z_pres = 1) moved to the front in cell order;
+  an LSTM of 128 units over them; its output after the last present object through an MLP
+  [100, 100] to 46 logits (sums 0..45). An image with no present object gets the LSTM's
+  zero initial output (the original gathers index −1 there).
+- The loss is the softmax cross-entropy alone (no reconstruction, no KL); Adam 1e-4,
+  gradients clipped to global norm 1.0, batch 32, validation accuracy every 1,000 steps,
+  the best kept, patience 10,000 steps, at most 200,000.
+- "fixed": every SPAIR weight frozen. "unfixed": the object encoder (glimpse → z_what)
+  trained with the classifier, the rest frozen.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from spair_tf.networks import mlp
+
+N_CLASSES = 46          # sums of five digits: 0..45
+REPRESENTATIONS = ("fixed", "unfixed")
+# Stage 2 runs the encoder with every schedule (training wheels) over.
+LATE_STEP = 10 ** 9
+
+
+def object_representation(model, images, pres_noise=None):
+    """SPAIR's objects as stage 2 sees them: (z_what [B, N, A], z_pres [B, N]), cells in
+    raster order (N = H·W cells).
+
+    z_what is each cell's posterior mean; z_pres is a hard sample, round(sigmoid((logit +
+    logistic(u)) / τ)) with u ~ U(0, 1) (`pres_noise` [B, H, W, 1] replaces u; u = ½ gives
+    z_pres = [β > ½], the "mean" mode's). The backbone gets no gradient.
+    """
+    features = tf.stop_gradient(model.backbone(images))              # [B, H, W, F]
+    shape = tf.shape(features)
+    cells = shape[:3]
+
+    def zeros(size):
+        return tf.zeros(tf.concat([cells, [size]], 0), features.dtype)
+
+    if pres_noise is None:
+        pres_noise = tf.random.uniform(tf.concat([cells, [1]], 0), dtype=features.dtype)
+    noise = {"where": zeros(4), "what": zeros(model.config.n_what), "depth": zeros(1),
+             "pres": pres_noise}
+    z = model.encoder(images, features=features, noise=noise, step=LATE_STEP, hard_pres=True)
+    n_cells = shape[1] * shape[2]
+    z_what = tf.reshape(z["z_what"], [shape[0], n_cells, model.config.n_what])
+    z_pres = tf.reshape(z["z_pres"], [shape[0], n_cells])
+    return z_what, tf.stop_gradient(z_pres)
+
+
+def present_first(values, present):
+    """values [B, N, d] with the present objects (present [B, N] in {0, 1}) moved to the
+    front, in their original order; the absent ones follow, also in order."""
+    order = tf.argsort(1.0 - tf.cast(present, tf.float32), axis=1, stable=True)   # [B, N]
+    return tf.gather(values, order, batch_dims=1)
+
+
+class SumClassifier(keras.Model):
+    """Stage 2's classifier (module docstring): objects → logits of their digits' sum.
+
+    Args:
+      n_what: z_what's size A (the input MLP's output size too).
+      lstm_units: 128 in the original.
+      hidden_units: of the input and output MLPs, (100, 100) in the original.
+    """
+
+    def __init__(self, n_what, lstm_units=128, hidden_units=(100, 100), **kwargs):
+        super().__init__(**kwargs)
+        self.n_what = n_what
+        self.input_network = mlp(hidden_units, n_what, name="input_network")
+        self.lstm = keras.layers.LSTM(lstm_units, return_sequences=True, name="lstm")
+        self.output_network = mlp(hidden_units, N_CLASSES, name="output_network")
+
+    def build(self, input_shape=None):
+        self.input_network.build((None, self.n_what))
+        self.lstm.build((None, None, self.n_what))
+        self.output_network.build((None, self.lstm.units))
+        self.built = True
+
+    def call(self, z_what, z_pres):
+        """z_what [B, N, A], z_pres [B, N] (hard) → logits [B, 46]."""
+        shape = tf.shape(z_what)
+        objects = tf.reshape(self.input_network(tf.reshape(z_what, [-1, self.n_what])),
+                             shape)                                          # [B, N, A]
+        objects = present_first(objects, z_pres)
+        outputs = self.lstm(objects)                                         # [B, N, U]
+        n_present = tf.cast(tf.reduce_sum(z_pres, axis=1), tf.int32)         # [B]
+        last = tf.gather(outputs, tf.maximum(n_present - 1, 0), batch_dims=1)  # [B, U]
+        last = tf.where((n_present > 0)[:, None], last, tf.zeros_like(last))
+        return self.output_network(last)
+
+
+def sums_of(labels):
+    """Each image's label: the sum of its digits' classes (labels [B, M], −1 = no digit)."""
+    return tf.reduce_sum(tf.maximum(labels, 0), axis=1)
+
+
+class Stage2:
+    """SPAIR (stage 1, restored) + SumClassifier, trained on the sums (module docstring).
+
+    model_dir holds ckpt/ and best/ (classifier, object encoder, optimizer, step, best
+    validation accuracy), val_history.json and, at the end, results.json; a run started
+    again with the same command resumes from its latest checkpoint.
+    """
+
+    def __init__(self, spair, representation, model_dir, config):
+        if representation not in REPRESENTATIONS:
+            raise ValueError(f"--representation={representation!r}: use one of "
+                             f"{REPRESENTATIONS}.")
+        self.spair, self.representation, self.model_dir = spair, representation, model_dir
+        self.config = config
+        self.classifier = SumClassifier(spair.config.n_what)
+        self.classifier.build()
+        self.trainable = list(self.classifier.trainable_variables)
+        if representation == "unfixed":
+            self.trainable += list(spair.encoder.object_encoder.trainable_variables)
+        self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate,
+                                               beta_1=config.adam_beta1,
+                                               beta_2=config.adam_beta2,
+                                               epsilon=config.adam_epsilon)
+        self.optimizer.build(self.trainable)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        self.best_accuracy = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
+        self.best_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
+        self.checkpoint = tf.train.Checkpoint(
+            classifier=self.classifier, object_encoder=spair.encoder.object_encoder,
+            optimizer=self.optimizer, step=self.step, best_accuracy=self.best_accuracy,
+            best_step=self.best_step)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(model_dir, "ckpt"), max_to_keep=2)
+        self.best_manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(model_dir, "best"), max_to_keep=1)
+        self._train_step = tf.function(self._step, jit_compile=config.xla)
+        self._predict = tf.function(self._logits, jit_compile=config.xla)
+
+    def _logits(self, images):
+        return self.classifier(*object_representation(self.spair, images))
+
+    def _step(self, images, labels):
+        with tf.GradientTape() as tape:
+            logits = self._logits(images)
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
+                labels=sums_of(labels), logits=logits))
+        gradients = tape.gradient(loss, self.trainable)
+        if self.config.clip_norm:
+            gradients, _ = tf.clip_by_global_norm(gradients, self.config.clip_norm)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable))
+        self.step.assign_add(1)
+        accuracy = tf.reduce_mean(tf.cast(
+            tf.argmax(logits, axis=1, output_type=tf.int32) == sums_of(labels), tf.float32))
+        return loss, accuracy
+
+    def accuracy(self, data, batch_size):
+        """Fraction of `data`'s images whose sum is predicted exactly (one sampled z_pres)."""
+        from spair_tf import datasets
+
+        correct, total = 0, 0
+        for batch in datasets.to_tf_dataset(data, batch_size, shuffle=False, repeat=False,
+                                            drop_remainder=False):
+            predicted = tf.argmax(self._predict(batch["images"]), axis=1, output_type=tf.int32)
+            correct += int(tf.reduce_sum(tf.cast(predicted == sums_of(batch["labels"]),
+                                                 tf.int32)))
+            total += int(batch["images"].shape[0])
+        return correct / total
+
+    def _history(self):
+        path = os.path.join(self.model_dir, "val_history.json")
+        try:
+            with open(path) as f:
+                history = json.load(f)
+        except (OSError, ValueError):
+            return []
+        return [h for h in history if h["step"] <= int(self.step.numpy())]
+
+    def train(self, train_data, val_data, test_data, log_every=100):
+        """Trains to max_steps or patience; returns the results (also in results.json)."""
+        from spair_tf import datasets, io_utils
+
+        c = self.config
+        latest = self.manager.latest_checkpoint
+        if latest:
+            self.checkpoint.restore(latest).assert_existing_objects_matched()
+            print(f"resumed from step {int(self.step.numpy())} ({latest})", flush=True)
+        history = self._history()
+        batches = iter(datasets.to_tf_dataset(train_data, c.batch_size, seed=c.seed))
+        started, first = time.time(), int(self.step.numpy())
+        while int(self.step.numpy()) < c.max_steps:
+            batch = next(batches)
+            loss, accuracy = self._train_step(batch["images"], batch["labels"])
+            step = int(self.step.numpy())
+            if step % log_every == 0:
+                rate = (step - first) / (time.time() - started)
+                print(f"step {step}: loss {float(loss):.3f}, batch accuracy "
+                      f"{float(accuracy):.3f}, {rate:.2f} steps/s", flush=True)
+            if step % c.eval_every and step != c.max_steps:
+                continue
+            val_accuracy = self.accuracy(val_data, c.batch_size)
+            history.append({"step": step, "accuracy": val_accuracy, "loss": float(loss)})
+            print(f"step {step}: validation accuracy {val_accuracy:.4f}", flush=True)
+            if val_accuracy > float(self.best_accuracy.numpy()):
+                self.best_accuracy.assign(val_accuracy)
+                self.best_step.assign(step)
+            io_utils.atomic_write_json(os.path.join(self.model_dir, "val_history.json"),
+                                       history)
+            self.manager.save(checkpoint_number=step)
+            if int(self.best_step.numpy()) == step:
+                self.best_manager.save(checkpoint_number=step)
+            if c.patience and step - int(self.best_step.numpy()) >= c.patience:
+                print(f"stopping: no better validation accuracy since step "
+                      f"{int(self.best_step.numpy())}", flush=True)
+                break
+        best = self.best_manager.latest_checkpoint
+        if best is None:
+            raise ValueError("no validation has run yet: raise --max_steps to at least "
+                             f"--eval_every={c.eval_every}.")
+        self.checkpoint.restore(best).assert_existing_objects_matched()
+        results = {"test_accuracy": self.accuracy(test_data, c.batch_size),
+                   "best_step": int(self.best_step.numpy()),
+                   "best_val_accuracy": float(self.best_accuracy.numpy()),
+                   "steps": max(h["step"] for h in history),
+                   "representation": self.representation, "n_train": len(train_data),
+                   "checkpoint": best}
+        return results
+
+
+def main(argv):
+    from spair_tf import cli, evaluate, flags_util, io_utils, train
+    from spair_tf.config import TrainConfig
+
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments {argv[1:]}; all options are --flags.")
+    FLAGS = flags.FLAGS
+    for name in ("stage1_dir", "model_dir"):
+        if not FLAGS[name].value:
+            raise ValueError(f"--{name} is required.")
+    if FLAGS.dataset != "addition":
+        raise ValueError(f"--dataset={FLAGS.dataset}: stage 2 learns the sums of the "
+                         "addition task; pass --dataset=addition.")
+    if FLAGS.model != "spair":
+        raise ValueError(f"--model={FLAGS.model}: stage 2 is written for SPAIR's objects.")
+    adopted = flags_util.adopt_recorded_flags(FLAGS.stage1_dir)
+    configs = cli.data_configs()
+    for config in configs:
+        config.validate()
+    train_data, val_data, test_data = (cli.load_data(config) for config in configs)
+    spair, stage1_checkpoint = evaluate.restore_model(FLAGS.stage1_dir, "best",
+                                                      train_data.images.shape[1:])
+    config = flags_util.config_from_flags(TrainConfig)
+    keras.utils.set_random_seed(config.seed)
+    os.makedirs(FLAGS.model_dir, exist_ok=True)
+    stage2 = Stage2(spair, FLAGS.representation, FLAGS.model_dir, config)
+    results = stage2.train(train_data, val_data, test_data, log_every=FLAGS.log_every)
+    results.update(stage1_checkpoint=stage1_checkpoint, command=" ".join(sys.argv),
+                   flags_from_stage1_record={name: FLAGS[name].value for name in adopted},
+                   train_config=config.__dict__)
+    io_utils.atomic_write_json(os.path.join(FLAGS.model_dir, "results.json"), results)
+    print(f"test accuracy {results['test_accuracy']:.4f} at step {results['best_step']} "
+          f"({results['n_train']} training images, {results['representation']})", flush=True)
+
+
+if __name__ == "__main__":
+    from absl import flags
+
+    from spair_tf import cli, train  # noqa: F401  (defines the model, data and training flags)
+
+    flags.DEFINE_string("stage1_dir", None, "The stage-1 SPAIR run (its model_dir or a "
+                        "committed state): its best checkpoint is restored.")
+    flags.DEFINE_enum("representation", "fixed", REPRESENTATIONS, "fixed: SPAIR frozen; "
+                      "unfixed: its object encoder trained with the classifier.")
+    cli.run(main)
