@@ -1,10 +1,11 @@
 r"""The addition task (paper Fig. 4; SPAIR_SPEC §2.2, §5.4), stage 2: learning the sum of an
-image's five digits from a trained SPAIR's objects.
+image's five digits from a trained SPAIR's (or AIR's) objects.
 
-Stage 1 is an ordinary SPAIR run on the addition images (`configs/addition/stage1.flags`).
-Stage 2 freezes it and trains a classifier on its per-object representation:
+Stage 1 is an ordinary SPAIR or AIR run on the addition images
+(`configs/addition/{spair,air}_stage1.flags`). Stage 2 freezes it and trains a classifier on
+its per-object representation:
 
-    python -m spair_tf.addition --flagfile=configs/addition/spair_fixed.flags \
+    python -m spair_tf.addition --flagfile=configs/addition/stage2_fixed.flags \
         --stage1_dir=runs/addition_stage1 --train_images=32000 --model_dir=runs/add_fixed_32k
 
 Facts of the original (auto_yolo, aaai_2019: `algs.py` math_config, `models/core.py`
@@ -23,6 +24,10 @@ noisy=False; `experiments/addition/stage2/yolo_air_stage2.py`), followed here:
   the best kept, patience 10,000 steps, at most 200,000.
 - "fixed": every SPAIR weight frozen. "unfixed": the object encoder (glimpse → z_what)
   trained with the classifier, the rest frozen.
+- AIR-Fixed / AIR-Unfixed (`--model=air`; `experiments/addition/stage2/air_stage2.py`,
+  `models/air.py`): the stage-1 AIR runs all 5 steps with z_pres ≡ 1 (max_time_steps=5,
+  run_all_time_steps), and its z_what is a sample (the original's AIR has no noise-free
+  stage 2); unfixed trains AIR's object encoder.
 """
 
 from __future__ import annotations
@@ -68,6 +73,38 @@ def object_representation(model, images, pres_noise=None):
     z_what = tf.reshape(z["z_what"], [shape[0], n_cells, model.config.n_what])
     z_pres = tf.reshape(z["z_pres"], [shape[0], n_cells])
     return z_what, tf.stop_gradient(z_pres)
+
+
+def air_object_representation(model, images):
+    """AIR's objects as stage 2 sees them: (z_what [B, T, A] sampled, z_pres [B, T]), one
+    object per step; z_pres is the step's hard z_pres while it runs, 0 after it stopped
+    (≡ 1 with fixed steps, the addition task's setting)."""
+    inferred = model.infer(images, mode="paper")
+    z_pres = inferred["z_pres"] * inferred["alive_before"]
+    return inferred["z_what"], tf.stop_gradient(z_pres)
+
+
+class Objects:
+    """A stage-1 model seen as stage 2's input: `objects(images)` → (z_what, z_pres), the
+    layer "unfixed" trains (`object_encoder`) and z_what's size (`n_what`)."""
+
+    def __init__(self, model):
+        from spair_tf.model import SPAIR
+
+        self.model = model
+        if isinstance(model, SPAIR):
+            self.n_what = model.config.n_what
+            self.object_encoder = model.encoder.object_encoder
+            self._represent = object_representation
+        elif hasattr(model, "infer"):  # baselines.air.AIR
+            self.n_what = model.config.z_what_size
+            self.object_encoder = model.object_encoder
+            self._represent = air_object_representation
+        else:
+            raise TypeError(f"stage 2 reads SPAIR or AIR, got {type(model).__name__}.")
+
+    def __call__(self, images):
+        return self._represent(self.model, images)
 
 
 def present_first(values, present):
@@ -118,24 +155,25 @@ def sums_of(labels):
 
 
 class Stage2:
-    """SPAIR (stage 1, restored) + SumClassifier, trained on the sums (module docstring).
+    """A stage-1 model (SPAIR or AIR, restored) + SumClassifier, trained on the sums (module
+    docstring).
 
     model_dir holds ckpt/ and best/ (classifier, object encoder, optimizer, step, best
     validation accuracy), val_history.json and, at the end, results.json; a run started
     again with the same command resumes from its latest checkpoint.
     """
 
-    def __init__(self, spair, representation, model_dir, config):
+    def __init__(self, stage1, representation, model_dir, config):
         if representation not in REPRESENTATIONS:
             raise ValueError(f"--representation={representation!r}: use one of "
                              f"{REPRESENTATIONS}.")
-        self.spair, self.representation, self.model_dir = spair, representation, model_dir
-        self.config = config
-        self.classifier = SumClassifier(spair.config.n_what)
+        self.objects = Objects(stage1)
+        self.representation, self.model_dir, self.config = representation, model_dir, config
+        self.classifier = SumClassifier(self.objects.n_what)
         self.classifier.build()
         self.trainable = list(self.classifier.trainable_variables)
         if representation == "unfixed":
-            self.trainable += list(spair.encoder.object_encoder.trainable_variables)
+            self.trainable += list(self.objects.object_encoder.trainable_variables)
         self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate,
                                                beta_1=config.adam_beta1,
                                                beta_2=config.adam_beta2,
@@ -145,7 +183,7 @@ class Stage2:
         self.best_accuracy = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
         self.best_step = tf.Variable(-1, dtype=tf.int64, trainable=False)
         self.checkpoint = tf.train.Checkpoint(
-            classifier=self.classifier, object_encoder=spair.encoder.object_encoder,
+            classifier=self.classifier, object_encoder=self.objects.object_encoder,
             optimizer=self.optimizer, step=self.step, best_accuracy=self.best_accuracy,
             best_step=self.best_step)
         self.manager = tf.train.CheckpointManager(
@@ -156,7 +194,7 @@ class Stage2:
         self._predict = tf.function(self._logits, jit_compile=config.xla)
 
     def _logits(self, images):
-        return self.classifier(*object_representation(self.spair, images))
+        return self.classifier(*self.objects(images))
 
     def _step(self, images, labels):
         with tf.GradientTape() as tape:
@@ -241,8 +279,19 @@ class Stage2:
                    "best_val_accuracy": float(self.best_accuracy.numpy()),
                    "steps": max(h["step"] for h in history),
                    "representation": self.representation, "n_train": len(train_data),
+                   "stage1_model": type(self.objects.model).__name__,
                    "checkpoint": best}
         return results
+
+
+def check_flags(dataset, model):
+    """Raises ValueError unless stage 2 can run on `dataset` with a stage-1 `model`."""
+    if dataset != "addition":
+        raise ValueError(f"--dataset={dataset}: stage 2 learns the sums of the addition "
+                         "task; pass --dataset=addition.")
+    if model not in ("spair", "air"):
+        raise ValueError(f"--model={model}: Fig. 4 compares SPAIR and AIR; stage 2 reads the "
+                         "objects of either.")
 
 
 def main(argv):
@@ -255,22 +304,18 @@ def main(argv):
     for name in ("stage1_dir", "model_dir"):
         if not FLAGS[name].value:
             raise ValueError(f"--{name} is required.")
-    if FLAGS.dataset != "addition":
-        raise ValueError(f"--dataset={FLAGS.dataset}: stage 2 learns the sums of the "
-                         "addition task; pass --dataset=addition.")
-    if FLAGS.model != "spair":
-        raise ValueError(f"--model={FLAGS.model}: stage 2 is written for SPAIR's objects.")
     adopted = flags_util.adopt_recorded_flags(FLAGS.stage1_dir)
+    check_flags(FLAGS.dataset, FLAGS.model)
     configs = cli.data_configs()
     for config in configs:
         config.validate()
     train_data, val_data, test_data = (cli.load_data(config) for config in configs)
-    spair, stage1_checkpoint = evaluate.restore_model(FLAGS.stage1_dir, "best",
-                                                      train_data.images.shape[1:])
+    stage1, stage1_checkpoint = evaluate.restore_model(FLAGS.stage1_dir, "best",
+                                                       train_data.images.shape[1:])
     config = flags_util.config_from_flags(TrainConfig)
     keras.utils.set_random_seed(config.seed)
     os.makedirs(FLAGS.model_dir, exist_ok=True)
-    stage2 = Stage2(spair, FLAGS.representation, FLAGS.model_dir, config)
+    stage2 = Stage2(stage1, FLAGS.representation, FLAGS.model_dir, config)
     results = stage2.train(train_data, val_data, test_data, log_every=FLAGS.log_every)
     results.update(stage1_checkpoint=stage1_checkpoint, command=" ".join(sys.argv),
                    flags_from_stage1_record={name: FLAGS[name].value for name in adopted},

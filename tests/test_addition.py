@@ -1,6 +1,7 @@
 """The addition task's stage 2 (spair_tf.addition; SPAIR_SPEC §5.4), each piece against a
 reference written here: numpy's stable sort, the LSTM run on each image's present objects
-alone, the encoder's own "mean" mode, and which weights a training step moves."""
+alone, the encoder's own "mean" mode, and which weights a training step moves (SPAIR and
+AIR as stage 1)."""
 
 import json
 import os
@@ -79,16 +80,43 @@ def test_sums_of_labels():
     assert addition.sums_of(labels).numpy().tolist() == [15, 45, 7]
 
 
+def _tiny_air(seed=0):
+    from baselines.air import AIR, AirConfig
+
+    keras.utils.set_random_seed(seed)
+    return AIR(AirConfig(fixed_steps=5, z_what_size=4, lstm_units=8, output_hidden_units=(8,),
+                         encoder_hidden_units=(16,), decoder_hidden_units=(16,)),
+               image_shape=(48, 48, 3), seed=seed)
+
+
+def test_air_objects_are_its_steps():
+    model = _tiny_air()
+    images = tf.random.stateless_uniform([3, 48, 48, 3], seed=[6, 7])
+    z_what, z_pres = addition.Objects(model)(images)
+    assert z_what.shape == (3, 5, 4)
+    np.testing.assert_array_equal(z_pres, np.ones([3, 5]))  # fixed steps: z_pres ≡ 1
+
+
+def _layers(model):
+    """(layers a stage-2 step must never move, the object encoder) of a stage-1 model."""
+    if isinstance(model, SPAIR):
+        return ({"backbone": model.backbone, "box_net": model.encoder.box_net,
+                 "pres_net": model.encoder.pres_net, "object_decoder": model.object_decoder},
+                model.encoder.object_encoder)
+    return ({"core": model.core, "where_network": model.where_network,
+             "object_decoder": model.object_decoder}, model.object_encoder)
+
+
+@pytest.mark.parametrize("stage1", ["spair", "air"])
 @pytest.mark.parametrize("representation", addition.REPRESENTATIONS)
-def test_a_step_moves_only_the_weights_of_its_representation(representation, tmp_path):
-    model = _tiny_spair()
+def test_a_step_moves_only_the_weights_of_its_representation(stage1, representation,
+                                                             tmp_path):
+    model = _tiny_spair() if stage1 == "spair" else _tiny_air()
     stage2 = addition.Stage2(model, representation, str(tmp_path),
                              TrainConfig(learning_rate=1e-2, xla=False))
-    frozen = {"backbone": model.backbone, "box_net": model.encoder.box_net,
-              "pres_net": model.encoder.pres_net, "object_decoder": model.object_decoder}
+    frozen, object_encoder = _layers(model)
     moved = {"classifier": stage2.classifier}
-    (moved if representation == "unfixed" else frozen)["object_encoder"] = \
-        model.encoder.object_encoder
+    (moved if representation == "unfixed" else frozen)["object_encoder"] = object_encoder
     before = {name: [v.numpy().copy() for v in layer.weights]
               for name, layer in {**frozen, **moved}.items()}
     images = tf.random.stateless_uniform([4, 48, 48, 3], seed=[4, 5])
@@ -140,6 +168,12 @@ def test_command_line_trains_resumes_and_reports(tmp_path):
     assert 0.0 <= results["test_accuracy"] <= 1.0
     history = json.loads((model_dir / "val_history.json").read_text())
     assert [h["step"] for h in history] == [2, 4]
-    wrong = subprocess.run(command[:-1] + ["--dataset=experiment1", "--max_steps=2"],
-                           cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert wrong.returncode == 2 and "pass --dataset=addition" in wrong.stderr
+
+
+def test_flags_other_than_the_addition_task_are_refused():
+    addition.check_flags("addition", "spair")
+    addition.check_flags("addition", "air")
+    with pytest.raises(ValueError, match="--dataset=experiment1: .* pass --dataset=addition"):
+        addition.check_flags("experiment1", "spair")
+    with pytest.raises(ValueError, match="--model=dair"):
+        addition.check_flags("addition", "dair")
