@@ -8,6 +8,9 @@ its per-object representation:
     python -m spair_tf.addition --flagfile=configs/addition/stage2_fixed.flags \
         --stage1_dir=runs/addition_stage1 --train_images=32000 --model_dir=runs/add_fixed_32k
 
+The same command resumes a stopped run; with --max_steps set to the run's last checkpoint it
+trains no further and only tests the best checkpoint (DIR/results.json).
+
 Facts of the original (auto_yolo, aaai_2019: `algs.py` math_config, `models/core.py`
 build_math, `models/networks.py` SimpleRecurrentRegressionNetwork, `models/yolo_air.py` with
 noisy=False; `experiments/addition/stage2/yolo_air_stage2.py`), followed here:
@@ -280,7 +283,7 @@ class Stage2:
                    "steps": max(h["step"] for h in history),
                    "representation": self.representation, "n_train": len(train_data),
                    "stage1_model": type(self.objects.model).__name__,
-                   "checkpoint": best}
+                   "checkpoint": best, "val_history": history}
         return results
 
 

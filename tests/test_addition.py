@@ -167,7 +167,8 @@ def test_command_line_trains_resumes_and_reports(tmp_path):
     assert results["representation"] == "unfixed"
     assert 0.0 <= results["test_accuracy"] <= 1.0
     history = json.loads((model_dir / "val_history.json").read_text())
-    assert [h["step"] for h in history] == [2, 4]
+    assert [h["step"] for h in history] == [2, 4] and results["val_history"] == history
+    assert results["best_val_accuracy"] == max(h["accuracy"] for h in history)
 
 
 def test_flags_other_than_the_addition_task_are_refused():
