@@ -1,9 +1,10 @@
 """Training states committed to the repository: a run's model_dir, cut to what resuming and
 evaluating need.
 
-A training run's model_dir (spair_tf.training) holds ckpt/ (the latest checkpoints, from which
-`spair_tf.train` resumes), best/ (the best-by-validation checkpoint, which `spair_tf.evaluate`,
-`spair_tf.export` and the paper tests load), val_history.json, flags.json and TensorBoard logs.
+A training run's model_dir (spair_tf.training; spair_tf.addition's stage 2 alike) holds
+ckpt/ (the latest checkpoints, from which `spair_tf.train` resumes), best/ (the
+best-by-validation checkpoint, which `spair_tf.evaluate`, `spair_tf.export` and the paper
+tests load), val_history.json, flags.json and TensorBoard logs.
 Runs outlive a session only through git, so a run worth continuing is copied to
 `results/<model>/<run>_state/` and committed. `copy_state` makes that copy: the latest and the
 best checkpoint only (when they are the same step their data files are the same git blob),
@@ -29,10 +30,24 @@ import tensorflow as tf
 from spair_tf import io_utils
 
 KINDS = ("ckpt", "best")  # latest (to resume from), best by validation AP (to evaluate)
+# The validation metric a run selects its best checkpoint by: (checkpoint variable,
+# val_history.json key). Detection runs (spair_tf.training) use AP, the addition task's
+# stage 2 (spair_tf.addition) its accuracy.
+SELECTION_METRICS = (("best_ap", "AP"), ("best_accuracy", "accuracy"))
 
 
 def _scalar(reader, name):
     return reader.get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE").item()
+
+
+def _selection_metric(reader):
+    """(checkpoint variable, history key) of the metric this checkpoint selected by."""
+    names = reader.get_variable_to_shape_map()
+    for variable, key in SELECTION_METRICS:
+        if f"{variable}/.ATTRIBUTES/VARIABLE_VALUE" in names:
+            return variable, key
+    raise ValueError("the checkpoint records none of "
+                     + ", ".join(v for v, _ in SELECTION_METRICS))
 
 
 def _checkpoint_files(path):
@@ -58,8 +73,9 @@ def check_state(state) -> list[str]:
 
     best/ must name an existing checkpoint whose step, best step and file name agree;
     ckpt/, if present, one whose step matches its name and which remembers best/'s step and
-    AP as its best; val_history.json must have an entry at the best step with the AP the
-    checkpoint recorded; flags.json, if present, must parse.
+    metric (AP, or accuracy for the addition task) as its best; val_history.json must have an
+    entry at the best step with the value the checkpoint recorded; flags.json, if present,
+    must parse.
     """
     problems = []
     if not os.path.isdir(os.path.join(state, "best")):
@@ -68,7 +84,11 @@ def check_state(state) -> list[str]:
     if isinstance(best, str):
         return [best]
     path, number, reader = best
-    best_step, best_ap = _scalar(reader, "best_step"), _scalar(reader, "best_ap")
+    try:
+        variable, key = _selection_metric(reader)
+    except ValueError as error:
+        return [f"{path}: {error}"]
+    best_step, best_value = _scalar(reader, "best_step"), _scalar(reader, variable)
     if not _scalar(reader, "step") == number == best_step:
         problems.append(f"{path}: step {_scalar(reader, 'step')}, best_step {best_step}, "
                         f"file name {number}: expected all three equal")
@@ -80,8 +100,8 @@ def check_state(state) -> list[str]:
             path, number, reader = latest
             if _scalar(reader, "step") != number:
                 problems.append(f"{path} holds step {_scalar(reader, 'step')}")
-            if (_scalar(reader, "best_step"), _scalar(reader, "best_ap")) != (best_step,
-                                                                               best_ap):
+            if (_scalar(reader, "best_step"), _scalar(reader, variable)) != (best_step,
+                                                                              best_value):
                 problems.append(f"{path} remembers its best at step "
                                 f"{_scalar(reader, 'best_step')}, but best/ holds {best_step}")
     try:
@@ -93,9 +113,9 @@ def check_state(state) -> list[str]:
         if best_step not in history:
             problems.append(f"{state}/val_history.json has no entry at the best step "
                             f"{best_step} (last: {max(history, default=None)})")
-        elif abs(history[best_step]["AP"] - best_ap) > 1e-12:
-            problems.append(f"{state}/val_history.json: AP {history[best_step]['AP']} at step "
-                            f"{best_step}, the checkpoint recorded {best_ap}")
+        elif abs(history[best_step][key] - best_value) > 1e-12:
+            problems.append(f"{state}/val_history.json: {key} {history[best_step][key]} at "
+                            f"step {best_step}, the checkpoint recorded {best_value}")
     flags = os.path.join(state, "flags.json")  # optional: older states need --flagfile
     if os.path.exists(flags):
         try:

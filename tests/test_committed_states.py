@@ -27,16 +27,19 @@ def test_committed_state_is_usable(state):
     assert states.check_state(state) == []
 
 
-def _training_run(model_dir, history_steps, best_step, last_step, keep=2):
+def _training_run(model_dir, history_steps, best_step, last_step, keep=2,
+                  metric=("best_ap", "AP")):
     """A model_dir as spair_tf.training leaves it: validations at history_steps (AP rising to
-    best_step, falling after), the best checkpoint at best_step, the latest at last_step."""
+    best_step, falling after), the best checkpoint at best_step, the latest at last_step.
+    metric=("best_accuracy", "accuracy"): as spair_tf.addition leaves one."""
     ap = {s: 0.5 - abs(s - best_step) * 1e-5 for s in history_steps}
     step = tf.Variable(0, dtype=tf.int64)
     best_ap = tf.Variable(-1.0, dtype=tf.float64)
     best = tf.Variable(-1, dtype=tf.int64)
     weights = tf.Variable(tf.zeros([3]))
-    checkpoint = tf.train.Checkpoint(step=step, best_ap=best_ap, best_step=best,
-                                     model=tf.train.Checkpoint(w=weights))
+    checkpoint = tf.train.Checkpoint(step=step, best_step=best,
+                                     model=tf.train.Checkpoint(w=weights),
+                                     **{metric[0]: best_ap})
     latest = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "ckpt"),
                                         max_to_keep=keep)
     best_manager = tf.train.CheckpointManager(checkpoint, os.path.join(model_dir, "best"),
@@ -53,7 +56,8 @@ def _training_run(model_dir, history_steps, best_step, last_step, keep=2):
         if s == best_step:
             best_manager.save(checkpoint_number=s)
     with open(os.path.join(model_dir, "val_history.json"), "w") as f:
-        json.dump([{"step": s, "AP": ap[s]} for s in history_steps if s <= last_step], f)
+        json.dump([{"step": s, metric[1]: ap[s]} for s in history_steps if s <= last_step],
+                  f)
     with open(os.path.join(model_dir, "flags.json"), "w") as f:
         json.dump({"flags": {"n_digits": 3}}, f)
 
@@ -103,3 +107,16 @@ def test_copy_state_refuses_a_run_without_a_best_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="best"):
         states.copy_state(str(run), str(dest))
     assert not dest.exists() and not (tmp_path / "state.staging").exists()
+
+
+def test_an_addition_run_is_checked_by_its_accuracy(tmp_path):
+    run = tmp_path / "run"
+    _training_run(str(run), [1000, 2000, 3000], best_step=2000, last_step=3000,
+                  metric=("best_accuracy", "accuracy"))
+    dest = tmp_path / "state"
+    states.copy_state(str(run), str(dest))
+    assert states.check_state(str(dest)) == []
+    history = json.loads((dest / "val_history.json").read_text())
+    history[1]["accuracy"] += 0.01
+    (dest / "val_history.json").write_text(json.dumps(history))
+    assert any("accuracy 0.51" in p for p in states.check_state(str(dest)))
