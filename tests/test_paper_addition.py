@@ -1,0 +1,62 @@
+"""The addition task's accuracies (paper Fig. 4; SPAIR_SPEC §5.4), from the committed runs.
+
+Each case copies a committed stage-2 state, tests its best checkpoint on the 1,000 test
+images exactly as `python -m spair_tf.addition` does at the end of training (re-run with
+--max_steps at the state's last step, so it trains no further) and compares the accuracy
+with the paper's Fig. 4 value: within ±0.03 (3 points, the tolerance of the AP tests).
+Opt-in: `pytest -m paper tests/test_paper_addition.py` (about a minute per case).
+
+The stage-1 model is a committed SPAIR state too. The first case's stand-in for the paper's
+stage 1 (a SPAIR trained on the same 32k addition images) is Experiment 1's n = 5 run on the
+original code's digits (64k images of the same kind; BUILD_NOTES, "Addition task"); its
+record (results/addition/spair_fixed_32k_progress.json) says how far it is from the paper.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import tensorflow as tf
+
+from spair_tf import paper_numbers
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOLERANCE = 0.03
+
+# (Fig. 4 method, training images in thousands, stage-2 flagfile, stage-1 flags, stage-1
+# state, stage-2 state), all paths from the repository root.
+RUNS = [
+    ("SPAIR-Fixed", 32, "configs/addition/stage2_fixed.flags",
+     "configs/experiment1_n5_original_digits.flags",
+     "results/spair/exp1_n5_original_digits_state", "results/addition/spair_fixed_32k_state"),
+]
+
+
+@pytest.mark.paper
+@pytest.mark.parametrize("method, thousands, flagfile, stage1_flags, stage1, state", RUNS,
+                         ids=[f"{m}-{k}k" for m, k, *_ in RUNS])
+def test_addition_accuracy_matches_paper(method, thousands, flagfile, stage1_flags, stage1,
+                                         state, tmp_path):
+    model_dir = tmp_path / "stage2"
+    shutil.copytree(os.path.join(ROOT, state), model_dir)
+    last = tf.train.latest_checkpoint(str(model_dir / "ckpt"))
+    step = int(last.rsplit("-", 1)[1])
+    done = subprocess.run(
+        [sys.executable, "-m", "spair_tf.addition", f"--flagfile={stage1_flags}",
+         f"--flagfile={flagfile}", f"--stage1_dir={os.path.join(ROOT, stage1)}",
+         f"--train_images={1000 * thousands}", f"--model_dir={model_dir}",
+         f"--max_steps={step}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=3600,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads((model_dir / "results.json").read_text())
+    assert results["n_train"] == 1000 * thousands and results["steps"] == step
+    paper = paper_numbers.ADDITION[method][thousands]
+    measured = results["test_accuracy"]
+    assert abs(measured - paper) <= TOLERANCE, (
+        f"{method}, {thousands}k training images, best checkpoint of step "
+        f"{results['best_step']} ({step} trained): test accuracy {measured:.3f} vs the "
+        f"paper's {paper}")
