@@ -41,7 +41,6 @@ import sys
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from spair_tf.networks import mlp
@@ -298,7 +297,7 @@ def check_flags(dataset, model):
 
 
 def main(argv):
-    from spair_tf import cli, evaluate, flags_util, io_utils, train
+    from spair_tf import cli, evaluate, flags_util, io_utils
     from spair_tf.config import TrainConfig
 
     if len(argv) > 1:
