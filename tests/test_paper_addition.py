@@ -9,7 +9,7 @@ Opt-in: `pytest -m paper tests/test_paper_addition.py` (about a minute per case)
 The stage-1 model is a committed SPAIR state too. The first case's stand-in for the paper's
 stage 1 (a SPAIR trained on the same 32k addition images) is Experiment 1's n = 5 run on the
 original code's digits (64k images of the same kind; BUILD_NOTES, "Addition task"); its
-record (results/addition/spair_fixed_32k_progress.json) says how far it is from the paper.
+record (results/addition/spair_fixed_32k.json) says how far it is from the paper.
 """
 
 import json
