@@ -45,6 +45,8 @@ RUNS = [
      "results/spair/exp1_n5_original_digits_state", 5),
     ("SPAIR", "configs/experiment1_n1_original_digits.flags",
      "results/spair/exp1_n1_original_digits_state", 1),
+    ("SPAIR", "configs/experiment1_n3_original_digits.flags",
+     "results/spair/exp1_n3_original_digits_state", 3),
     ("DAIR", "configs/comparison/dair_n3.flags", "results/air/dair_n3_state", 3),
     ("DAIR", "configs/comparison/dair_n5.flags", "results/air/dair_n5_state", 5),
 ]
