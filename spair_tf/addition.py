@@ -35,7 +35,6 @@ noisy=False; `experiments/addition/stage2/yolo_air_stage2.py`), followed here:
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -43,6 +42,7 @@ import time
 import keras
 import tensorflow as tf
 
+from spair_tf import training
 from spair_tf.networks import mlp
 
 N_CLASSES = 46          # sums of five digits: 0..45
@@ -60,17 +60,11 @@ def object_representation(model, images, pres_noise=None):
     z_pres = [β > ½], the "mean" mode's). The backbone gets no gradient.
     """
     features = tf.stop_gradient(model.backbone(images))              # [B, H, W, F]
+    noise = model.cell_noise(features, sample_latents=False, sample_pres=pres_noise is None)
+    if pres_noise is not None:
+        noise["pres"] = pres_noise
+    z = model.encode(images, step=LATE_STEP, mode="paper", features=features, noise=noise)
     shape = tf.shape(features)
-    cells = shape[:3]
-
-    def zeros(size):
-        return tf.zeros(tf.concat([cells, [size]], 0), features.dtype)
-
-    if pres_noise is None:
-        pres_noise = tf.random.uniform(tf.concat([cells, [1]], 0), dtype=features.dtype)
-    noise = {"where": zeros(4), "what": zeros(model.config.n_what), "depth": zeros(1),
-             "pres": pres_noise}
-    z = model.encoder(images, features=features, noise=noise, step=LATE_STEP, hard_pres=True)
     n_cells = shape[1] * shape[2]
     z_what = tf.reshape(z["z_what"], [shape[0], n_cells, model.config.n_what])
     z_pres = tf.reshape(z["z_pres"], [shape[0], n_cells])
@@ -176,10 +170,7 @@ class Stage2:
         self.trainable = list(self.classifier.trainable_variables)
         if representation == "unfixed":
             self.trainable += list(self.objects.object_encoder.trainable_variables)
-        self.optimizer = keras.optimizers.Adam(learning_rate=config.learning_rate,
-                                               beta_1=config.adam_beta1,
-                                               beta_2=config.adam_beta2,
-                                               epsilon=config.adam_epsilon)
+        self.optimizer = training.make_optimizer(config)
         self.optimizer.build(self.trainable)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         self.best_accuracy = tf.Variable(-1.0, dtype=tf.float64, trainable=False)
@@ -225,15 +216,6 @@ class Stage2:
             total += int(batch["images"].shape[0])
         return correct / total
 
-    def _history(self):
-        path = os.path.join(self.model_dir, "val_history.json")
-        try:
-            with open(path) as f:
-                history = json.load(f)
-        except (OSError, ValueError):
-            return []
-        return [h for h in history if h["step"] <= int(self.step.numpy())]
-
     def train(self, train_data, val_data, test_data, log_every=100):
         """Trains to max_steps or patience; returns the results (also in results.json)."""
         from spair_tf import datasets, io_utils
@@ -243,7 +225,7 @@ class Stage2:
         if latest:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             print(f"resumed from step {int(self.step.numpy())} ({latest})", flush=True)
-        history = self._history()
+        history = training.load_val_history(self.model_dir, int(self.step.numpy()))
         batches = iter(datasets.to_tf_dataset(train_data, c.batch_size, seed=c.seed))
         started, first = time.time(), int(self.step.numpy())
         while int(self.step.numpy()) < c.max_steps:

@@ -98,30 +98,43 @@ class SPAIR(keras.Model):
         """
         return self.backbone
 
-    def encode(self, images, step=0, mode="train", features=None):
+    def cell_noise(self, features, sample_latents=True, sample_pres=True):
+        """The per-cell noise of one pass (CellEncoder.call), each [B, H, W, d]: standard
+        normal for z_where (4), z_what (A) and z_depth (1) if sample_latents, else their
+        centre 0 (the posterior means); uniform for z_pres (1) if sample_pres, else ½
+        (z_pres = [β > ½] when hardened). `fixed_noise` makes every entry its centre.
+
+        features: the backbone's output [B, H, W, F] (sets the cells and the dtype).
+        """
+        shape = tf.shape(features)
+        sizes = {"where": 4, "what": self.config.n_what, "depth": 1}
+        noise = {}
+        for name, size in sizes.items():
+            shape_d = tf.concat([shape[:3], [size]], 0)
+            noise[name] = (tf.random.normal(shape_d, dtype=features.dtype)
+                           if sample_latents and not self.fixed_noise else
+                           tf.zeros(shape_d, features.dtype))
+        shape_1 = tf.concat([shape[:3], [1]], 0)
+        noise["pres"] = (tf.random.uniform(shape_1, dtype=features.dtype)
+                         if sample_pres and not self.fixed_noise else
+                         tf.fill(shape_1, tf.constant(0.5, features.dtype)))
+        return noise
+
+    def encode(self, images, step=0, mode="train", features=None, noise=None):
         """Latents of every cell: a dict of [B, H, W, d] tensors (see CellEncoder.call).
 
         features: the backbone's output [B, H, W, F] for these images, if already computed
-        (see `stem`); None computes it.
+        (see `stem`); None computes it. noise: the `cell_noise` to use instead of the
+        mode's own (sampled in "train" and "paper", centred in "mean").
         """
         if mode not in MODES:
             raise ValueError(f"mode={mode!r}: expected one of {MODES}.")
         images = validate_images(images)
         if features is None:
             features = self.backbone(images)                         # [B, H, W, F]
-        shape = tf.shape(features)
-        cells = shape[:3]
-        a = self.config.n_what
-        if mode == "mean" or self.fixed_noise:
-            noise = {"where": tf.zeros(tf.concat([cells, [4]], 0), features.dtype),
-                     "what": tf.zeros(tf.concat([cells, [a]], 0), features.dtype),
-                     "depth": tf.zeros(tf.concat([cells, [1]], 0), features.dtype),
-                     "pres": tf.fill(tf.concat([cells, [1]], 0), tf.constant(0.5, features.dtype))}
-        else:
-            noise = {"where": tf.random.normal(tf.concat([cells, [4]], 0), dtype=features.dtype),
-                     "what": tf.random.normal(tf.concat([cells, [a]], 0), dtype=features.dtype),
-                     "depth": tf.random.normal(tf.concat([cells, [1]], 0), dtype=features.dtype),
-                     "pres": tf.random.uniform(tf.concat([cells, [1]], 0), dtype=features.dtype)}
+        if noise is None:
+            sample = mode != "mean"
+            noise = self.cell_noise(features, sample_latents=sample, sample_pres=sample)
         return self.encoder(images, features=features, noise=noise, step=step,
                             hard_pres=(mode != "train"))
 

@@ -517,13 +517,18 @@ class Trainer:
         return os.path.join(self.model_dir, "val_history.json")
 
     def _load_history(self, step):
-        """val_history.json cut back to the restored step (later entries were never committed)."""
-        try:
-            with open(self._history_path()) as f:
-                history = json.load(f)
-        except (OSError, ValueError):
-            return []
-        return [h for h in history if h["step"] <= step]
+        return load_val_history(self.model_dir, step)
+
+
+def load_val_history(model_dir, step):
+    """model_dir/val_history.json cut back to the restored `step` (later entries were never
+    committed); [] if there is none."""
+    try:
+        with open(os.path.join(model_dir, "val_history.json")) as f:
+            history = json.load(f)
+    except (OSError, ValueError):
+        return []
+    return [h for h in history if h["step"] <= step]
 
 
 def draw_boxes(images, boxes, valid, colour):
