@@ -81,8 +81,11 @@ def air_object_representation(model, images):
 
 
 class Objects:
-    """A stage-1 model seen as stage 2's input: `objects(images)` → (z_what, z_pres), the
-    layer "unfixed" trains (`object_encoder`) and z_what's size (`n_what`)."""
+    """A stage-1 model seen as stage 2's input: `objects(batch)` → (z_what, z_pres) from the
+    batch's images, the layer "unfixed" trains (`object_encoder`), z_what's size (`n_what`)
+    and `extra(data)`, the per-image arrays its batches need beyond the dataset's own (none).
+    The Fig. 4 baselines (baselines/addition.py, `BaselineObjects`) have the same interface.
+    """
 
     def __init__(self, model):
         from spair_tf.model import SPAIR
@@ -99,8 +102,11 @@ class Objects:
         else:
             raise TypeError(f"stage 2 reads SPAIR or AIR, got {type(model).__name__}.")
 
-    def __call__(self, images):
-        return self._represent(self.model, images)
+    def __call__(self, batch):
+        return self._represent(self.model, batch["images"])
+
+    def extra(self, data):
+        return {}
 
 
 def present_first(values, present):
@@ -151,24 +157,27 @@ def sums_of(labels):
 
 
 class Stage2:
-    """A stage-1 model (SPAIR or AIR, restored) + SumClassifier, trained on the sums (module
-    docstring).
+    """An object source + SumClassifier, trained on the sums (module docstring).
 
+    The source is a restored stage-1 model (`Objects(SPAIR or AIR)`, representation
+    "fixed" or "unfixed") or a Fig. 4 baseline (`baselines.addition.BaselineObjects`,
+    representation "raw": all of it trained from its initialisation).
     model_dir holds ckpt/ and best/ (classifier, object encoder, optimizer, step, best
     validation accuracy), val_history.json and, at the end, results.json; a run started
     again with the same command resumes from its latest checkpoint.
     """
 
-    def __init__(self, stage1, representation, model_dir, config):
-        if representation not in REPRESENTATIONS:
-            raise ValueError(f"--representation={representation!r}: use one of "
-                             f"{REPRESENTATIONS}.")
-        self.objects = Objects(stage1)
+    def __init__(self, objects, representation, model_dir, config):
+        allowed = REPRESENTATIONS if isinstance(objects, Objects) else ("raw",)
+        if representation not in allowed:
+            raise ValueError(f"representation={representation!r}: {type(objects).__name__} "
+                             f"takes {allowed}.")
+        self.objects = objects
         self.representation, self.model_dir, self.config = representation, model_dir, config
         self.classifier = SumClassifier(self.objects.n_what)
         self.classifier.build()
         self.trainable = list(self.classifier.trainable_variables)
-        if representation == "unfixed":
+        if representation != "fixed":
             self.trainable += list(self.objects.object_encoder.trainable_variables)
         self.optimizer = training.make_optimizer(config)
         self.optimizer.build(self.trainable)
@@ -186,12 +195,13 @@ class Stage2:
         self._train_step = tf.function(self._step, jit_compile=config.xla)
         self._predict = tf.function(self._logits, jit_compile=config.xla)
 
-    def _logits(self, images):
-        return self.classifier(*self.objects(images))
+    def _logits(self, batch):
+        return self.classifier(*self.objects(batch))
 
-    def _step(self, images, labels):
+    def _step(self, batch):
+        labels = batch["labels"]
         with tf.GradientTape() as tape:
-            logits = self._logits(images)
+            logits = self._logits(batch)
             loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(
                 labels=sums_of(labels), logits=logits))
         gradients = tape.gradient(loss, self.trainable)
@@ -209,8 +219,9 @@ class Stage2:
 
         correct, total = 0, 0
         for batch in datasets.to_tf_dataset(data, batch_size, shuffle=False, repeat=False,
-                                            drop_remainder=False):
-            predicted = tf.argmax(self._predict(batch["images"]), axis=1, output_type=tf.int32)
+                                            drop_remainder=False,
+                                            extra=self.objects.extra(data)):
+            predicted = tf.argmax(self._predict(batch), axis=1, output_type=tf.int32)
             correct += int(tf.reduce_sum(tf.cast(predicted == sums_of(batch["labels"]),
                                                  tf.int32)))
             total += int(batch["images"].shape[0])
@@ -226,11 +237,12 @@ class Stage2:
             self.checkpoint.restore(latest).assert_existing_objects_matched()
             print(f"resumed from step {int(self.step.numpy())} ({latest})", flush=True)
         history = training.load_val_history(self.model_dir, int(self.step.numpy()))
-        batches = iter(datasets.to_tf_dataset(train_data, c.batch_size, seed=c.seed))
+        batches = iter(datasets.to_tf_dataset(train_data, c.batch_size, seed=c.seed,
+                                              extra=self.objects.extra(train_data)))
         started, first = time.time(), int(self.step.numpy())
         while int(self.step.numpy()) < c.max_steps:
             batch = next(batches)
-            loss, accuracy = self._train_step(batch["images"], batch["labels"])
+            loss, accuracy = self._train_step(batch)
             step = int(self.step.numpy())
             if step % log_every == 0:
                 rate = (step - first) / (time.time() - started)
@@ -263,16 +275,27 @@ class Stage2:
                    "best_val_accuracy": float(self.best_accuracy.numpy()),
                    "steps": max(h["step"] for h in history),
                    "representation": self.representation, "n_train": len(train_data),
-                   "stage1_model": type(self.objects.model).__name__,
+                   "stage1_model": (type(self.objects.model).__name__
+                                    if isinstance(self.objects, Objects) else None),
+                   "baseline": getattr(self.objects, "name", None),
                    "checkpoint": best, "val_history": history}
         return results
 
 
-def check_flags(dataset, model):
-    """Raises ValueError unless stage 2 can run on `dataset` with a stage-1 `model`."""
+def check_flags(dataset, model, baseline=None, stage1_dir=None):
+    """Raises ValueError unless stage 2 can run on `dataset` with a stage-1 `model` (from
+    --stage1_dir) or, instead, a Fig. 4 `baseline`."""
     if dataset != "addition":
         raise ValueError(f"--dataset={dataset}: stage 2 learns the sums of the addition "
                          "task; pass --dataset=addition.")
+    if baseline:
+        if stage1_dir:
+            raise ValueError(f"--baseline={baseline} is trained from scratch (Fig. 4 has no "
+                             "stage 1 for it): drop --stage1_dir.")
+        return
+    if not stage1_dir:
+        raise ValueError("--stage1_dir is required (the SPAIR or AIR run whose objects stage "
+                         "2 reads), or pass --baseline=truebb|conncomp|convnet.")
     if model not in ("spair", "air"):
         raise ValueError(f"--model={model}: Fig. 4 compares SPAIR and AIR; stage 2 reads the "
                          "objects of either.")
@@ -285,21 +308,31 @@ def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}; all options are --flags.")
     FLAGS = flags.FLAGS
-    for name in ("stage1_dir", "model_dir"):
-        if not FLAGS[name].value:
-            raise ValueError(f"--{name} is required.")
-    adopted = flags_util.adopt_recorded_flags(FLAGS.stage1_dir)
-    check_flags(FLAGS.dataset, FLAGS.model)
+    if not FLAGS.model_dir:
+        raise ValueError("--model_dir is required.")
+    baseline = FLAGS.baseline
+    if baseline and FLAGS["representation"].present:
+        raise ValueError(f"--representation={FLAGS.representation} is for a stage-1 model: "
+                         f"--baseline={baseline} is trained end to end (raw).")
+    adopted = (flags_util.adopt_recorded_flags(FLAGS.stage1_dir)
+               if FLAGS.stage1_dir and not baseline else [])
+    check_flags(FLAGS.dataset, FLAGS.model, baseline, FLAGS.stage1_dir)
     configs = cli.data_configs()
     for config in configs:
         config.validate()
     train_data, val_data, test_data = (cli.load_data(config) for config in configs)
-    stage1, stage1_checkpoint = evaluate.restore_model(FLAGS.stage1_dir, "best",
-                                                       train_data.images.shape[1:])
     config = flags_util.config_from_flags(TrainConfig)
     keras.utils.set_random_seed(config.seed)
+    if baseline:
+        from baselines.addition import BaselineObjects
+
+        objects, representation, stage1_checkpoint = BaselineObjects(baseline), "raw", None
+    else:
+        stage1, stage1_checkpoint = evaluate.restore_model(FLAGS.stage1_dir, "best",
+                                                           train_data.images.shape[1:])
+        objects, representation = Objects(stage1), FLAGS.representation
     os.makedirs(FLAGS.model_dir, exist_ok=True)
-    stage2 = Stage2(stage1, FLAGS.representation, FLAGS.model_dir, config)
+    stage2 = Stage2(objects, representation, FLAGS.model_dir, config)
     results = stage2.train(train_data, val_data, test_data, log_every=FLAGS.log_every)
     results.update(stage1_checkpoint=stage1_checkpoint, command=" ".join(sys.argv),
                    flags_from_stage1_record={name: FLAGS[name].value for name in adopted},
@@ -318,4 +351,7 @@ if __name__ == "__main__":
                         "committed state): its best checkpoint is restored.")
     flags.DEFINE_enum("representation", "fixed", REPRESENTATIONS, "fixed: SPAIR frozen; "
                       "unfixed: its object encoder trained with the classifier.")
+    flags.DEFINE_enum("baseline", None, ("truebb", "conncomp", "convnet"),
+                      "Instead of a stage-1 model, a Fig. 4 baseline trained end to end with "
+                      "the classifier (baselines/addition.py); no --stage1_dir.")
     cli.run(main)

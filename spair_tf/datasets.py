@@ -459,13 +459,15 @@ def load(config: ScatterConfig, cache_dir: str | None = None) -> Scattered:
 
 
 def to_tf_dataset(data: Scattered, batch_size: int, shuffle: bool = True, repeat: bool = True,
-                  seed: int = 0, drop_remainder: bool = True):
+                  seed: int = 0, drop_remainder: bool = True, extra=None):
     """A tf.data pipeline over `data` (images stay uint8 in memory until batched).
 
     Yields dicts: images float32 [B, H, W, 3] in [0, 1], boxes float32 [B, M, 4], counts
-    int32 [B], labels int32 [B, M]. Order: a seeded permutation of the images, drawn anew
-    each epoch (shuffle=True), or the stored order; epochs repeat forever (repeat=True);
-    batches of `batch_size` (a final smaller batch is dropped if drop_remainder); prefetched.
+    int32 [B], labels int32 [B, M], and each array of `extra` (a dict name → array [N, ...]
+    of per-image values, e.g. the addition task's ConnComp boxes) batched under its name.
+    Order: a seeded permutation of the images, drawn anew each epoch (shuffle=True), or the
+    stored order; epochs repeat forever (repeat=True); batches of `batch_size` (a final
+    smaller batch is dropped if drop_remainder); prefetched.
     """
     import tensorflow as tf  # here, so that generating and caching data needs no TensorFlow
 
@@ -476,11 +478,17 @@ def to_tf_dataset(data: Scattered, batch_size: int, shuffle: bool = True, repeat
     if drop_remainder and not repeat and batch_size > n:
         raise ValueError(f"batch_size={batch_size} > {n} images with drop_remainder=True and "
                          "repeat=False gives no batch; use a smaller batch or repeat=True")
+    extra = dict(extra or {})
+    for name, values in extra.items():
+        if name in ("images", "boxes", "counts", "labels") or len(values) != n:
+            raise ValueError(f"extra[{name!r}]: expected a new name and {n} rows (one per "
+                             f"image), got {len(values)} rows.")
     with tf.device("/cpu:0"):  # the input pipeline runs on the host, also on a GPU machine
         images = tf.constant(data.images)   # [N, H, W, 3] uint8
         boxes = tf.constant(data.boxes)     # [N, M, 4]
         counts = tf.constant(data.counts)   # [N]
         labels = tf.constant(data.labels)   # [N, M]
+        extras = {name: tf.constant(values) for name, values in extra.items()}
 
     @tf.autograph.experimental.do_not_convert  # plain TF ops; nothing to convert
     def gather(index):  # index: [B] int64
@@ -489,6 +497,7 @@ def to_tf_dataset(data: Scattered, batch_size: int, shuffle: bool = True, repeat
             "boxes": tf.gather(boxes, index),
             "counts": tf.gather(counts, index),
             "labels": tf.gather(labels, index),
+            **{name: tf.gather(values, index) for name, values in extras.items()},
         }
 
     dataset = tf.data.Dataset.range(n)

@@ -92,7 +92,7 @@ def _tiny_air(seed=0):
 def test_air_objects_are_its_steps():
     model = _tiny_air()
     images = tf.random.stateless_uniform([3, 48, 48, 3], seed=[6, 7])
-    z_what, z_pres = addition.Objects(model)(images)
+    z_what, z_pres = addition.Objects(model)({"images": images})
     assert z_what.shape == (3, 5, 4)
     np.testing.assert_array_equal(z_pres, np.ones([3, 5]))  # fixed steps: z_pres ≡ 1
 
@@ -112,7 +112,7 @@ def _layers(model):
 def test_a_step_moves_only_the_weights_of_its_representation(stage1, representation,
                                                              tmp_path):
     model = _tiny_spair() if stage1 == "spair" else _tiny_air()
-    stage2 = addition.Stage2(model, representation, str(tmp_path),
+    stage2 = addition.Stage2(addition.Objects(model), representation, str(tmp_path),
                              TrainConfig(learning_rate=1e-2, xla=False))
     frozen, object_encoder = _layers(model)
     moved = {"classifier": stage2.classifier}
@@ -121,7 +121,7 @@ def test_a_step_moves_only_the_weights_of_its_representation(stage1, representat
               for name, layer in {**frozen, **moved}.items()}
     images = tf.random.stateless_uniform([4, 48, 48, 3], seed=[4, 5])
     labels = tf.constant([[1, 2, 3, 4, 5]] * 4)
-    loss, _ = stage2._train_step(images, labels)
+    loss, _ = stage2._train_step({"images": images, "labels": labels})
     assert np.isfinite(loss.numpy())
     for name, layer in frozen.items():
         for old, new in zip(before[name], layer.weights):
@@ -172,9 +172,15 @@ def test_command_line_trains_resumes_and_reports(tmp_path):
 
 
 def test_flags_other_than_the_addition_task_are_refused():
-    addition.check_flags("addition", "spair")
-    addition.check_flags("addition", "air")
+    addition.check_flags("addition", "spair", stage1_dir="runs/stage1")
+    addition.check_flags("addition", "air", stage1_dir="runs/stage1")
+    addition.check_flags("addition", "spair", baseline="truebb")
     with pytest.raises(ValueError, match="--dataset=experiment1: .* pass --dataset=addition"):
-        addition.check_flags("experiment1", "spair")
+        addition.check_flags("experiment1", "spair", stage1_dir="runs/stage1")
     with pytest.raises(ValueError, match="--model=dair"):
-        addition.check_flags("addition", "dair")
+        addition.check_flags("addition", "dair", stage1_dir="runs/stage1")
+    with pytest.raises(ValueError, match="--stage1_dir is required"):
+        addition.check_flags("addition", "spair")
+    with pytest.raises(ValueError, match="--baseline=convnet is trained from scratch"):
+        addition.check_flags("addition", "spair", baseline="convnet",
+                             stage1_dir="runs/stage1")

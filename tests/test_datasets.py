@@ -454,3 +454,19 @@ def test_digit_flags_reach_every_split_and_the_original_digits_flagfiles_parse()
                                        digit_rounding="half_up") == parent, path
     assert [c.n_images for c in n5] == [64000, 1000, 1000]
     assert {(c.min_digits, c.max_digits) for c in n5} == {(5, 5)}
+
+
+def test_to_tf_dataset_carries_extra_per_image_arrays():
+    data = datasets.generate(_small(n_images=20))
+    extra = {"index": np.arange(20, dtype=np.int32),
+             "pair": np.stack([np.arange(20), -np.arange(20)], 1).astype(np.float32)}
+    lookup = {img.tobytes(): i for i, img in enumerate(data.images)}
+    for batch in datasets.to_tf_dataset(data, 6, seed=1, extra=extra).take(5):
+        rows = [lookup[np.round(image * 255).astype(np.uint8).tobytes()]
+                for image in batch["images"].numpy()]
+        np.testing.assert_array_equal(batch["index"].numpy(), rows)
+        np.testing.assert_array_equal(batch["pair"].numpy(), extra["pair"][rows])
+    with pytest.raises(ValueError, match=r"extra\['index'\]: expected a new name and 20 rows"):
+        datasets.to_tf_dataset(data, 6, extra={"index": np.arange(19)})
+    with pytest.raises(ValueError, match=r"extra\['boxes'\]"):
+        datasets.to_tf_dataset(data, 6, extra={"boxes": np.arange(20)})
