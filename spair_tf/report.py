@@ -1,6 +1,7 @@
-r"""Fig. 2 as measured so far, beside the paper's (SPAIR_SPEC §5.1).
+r"""Fig. 2 and Fig. 4 as measured so far, beside the paper's (SPAIR_SPEC §5.1, §5.4).
 
     python -m spair_tf.report [--output_json results/comparison/fig2.json]
+    python -m spair_tf.report --figure=4 [--output_json results/comparison/fig4.json]
 
 Reads the result records under `results/` (it measures nothing) and prints a Markdown
 table, the one in the README between the `fig2` markers (tests/test_report.py checks the
@@ -12,6 +13,10 @@ with the best validation AP, with the training steps behind it and the digits it
 evaluated in the paper's mode (sampled latents, random hard z_pres: SPAIR_SPEC §1.12); a
 cell evaluated in the deterministic "mean" mode says so. A run that has no test
 evaluation shows its best validation AP, marked "val". Cells with no run are blank.
+
+Fig. 4 (the addition task, `--figure=4`, the README's `fig4` block): each cell is a stage-2
+run's test accuracy (its best-validation checkpoint; spair_tf/addition.py) with the steps
+it trained, per method and training-set size, beside the paper's.
 """
 
 from __future__ import annotations
@@ -201,25 +206,100 @@ def markdown(cells):
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------------------
+# Fig. 4: the addition task
+
+ADDITION_METHODS = tuple(paper_numbers.ADDITION)   # the paper's columns, in its order
+ADDITION_SIZES = (1, 8, 32, 128)                   # training images, thousands
+
+
+@dataclasses.dataclass(frozen=True)
+class AdditionRecord:
+    """Where one measured cell of Fig. 4 is recorded: a stage-2 run's JSON (keys
+    "test_accuracy", "steps") under the repository; `note` qualifies the run (e.g. a stand-in
+    stage 1)."""
+    method: str
+    thousands: int
+    path: str
+    note: str = ""
+
+
+STAND_IN = "stage 1: Exp. 1 n = 5"
+ADDITION_RECORDS = (
+    AdditionRecord("SPAIR-Fixed", 32, "results/addition/spair_fixed_32k.json", STAND_IN),
+    AdditionRecord("SPAIR-Unfixed", 32, "results/addition/spair_unfixed_32k.json", STAND_IN),
+)
+
+
+def addition_measured(records=ADDITION_RECORDS, root=REPOSITORY):
+    """The recorded Fig. 4 cells: dicts (method, thousands, accuracy (a fraction), steps,
+    note, source). A missing file or key is a ValueError naming it."""
+    cells = []
+    for record in records:
+        data = load_record(root, record.path, "spair_tf.report.ADDITION_RECORDS")
+        try:
+            accuracy, steps = float(data["test_accuracy"]), int(data["steps"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise ValueError(f"{record.path} has no test_accuracy or steps ({error!r}); fix "
+                             "the record or its entry in spair_tf.report.ADDITION_RECORDS"
+                             ) from error
+        cells.append({"method": record.method, "thousands": record.thousands,
+                      "accuracy": accuracy, "steps": steps, "note": record.note,
+                      "source": record.path})
+    return cells
+
+
+def addition_markdown(cells):
+    """Fig. 4 as a Markdown table: a row per method, ours then the paper's per size."""
+    header = "| method | " + " | ".join(f"{k}k ours | {k}k paper"
+                                        for k in ADDITION_SIZES) + " |"
+    lines = [header, "|---" * (1 + 2 * len(ADDITION_SIZES)) + "|"]
+    for method in ADDITION_METHODS:
+        row = [method]
+        for k in ADDITION_SIZES:
+            ours = []
+            for cell in cells:
+                if cell["method"] == method and cell["thousands"] == k:
+                    details = [steps_text(cell["steps"])] + ([cell["note"]] if cell["note"]
+                                                             else [])
+                    ours.append(f"{cell['accuracy']:.3f} ({', '.join(details)})")
+            paper = paper_numbers.ADDITION[method].get(k)
+            row += ["<br>".join(ours), "—" if paper is None else f"{paper:.3f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--figure", type=int, choices=(2, 4), default=2,
+                        help="Fig. 2 (Experiment 1's AP) or Fig. 4 (the addition task).")
     parser.add_argument("--output_json", help="Also write the cells and the table here.")
     args = parser.parse_args(argv)
     try:
-        cells = measured()
+        cells = measured() if args.figure == 2 else addition_measured()
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    table = markdown(cells)
+    table = markdown(cells) if args.figure == 2 else addition_markdown(cells)
     print(table)
     if args.output_json:
+        command = "python -m spair_tf.report " + (
+            "" if args.figure == 2 else "--figure=4 ") + "--output_json " + args.output_json
+        if args.figure == 2:
+            described = {
+                "description": "Fig. 2 (SPAIR_SPEC §5.1): our recorded test AP (paper "
+                               "protocol, %) per model and n, from the files named in each "
+                               "cell, beside the paper's.",
+                "paper": {m: paper_numbers.EXPERIMENT1_AP[m] for m in MODELS}}
+        else:
+            described = {
+                "description": "Fig. 4 (SPAIR_SPEC §5.4): our recorded test accuracy of the "
+                               "digits' sum per method and training-set size (thousands), "
+                               "from the files named in each cell, beside the paper's.",
+                "paper": {m: {str(k): v for k, v in paper_numbers.ADDITION[m].items()}
+                          for m in ADDITION_METHODS}}
         io_utils.atomic_write_json(args.output_json, {
-            "command": "python -m spair_tf.report --output_json " + args.output_json,
-            "description": "Fig. 2 (SPAIR_SPEC §5.1): our recorded test AP (paper protocol, "
-                           "%) per model and n, from the files named in each cell, beside "
-                           "the paper's.",
-            "cells": cells, "paper": {m: paper_numbers.EXPERIMENT1_AP[m] for m in MODELS},
-            "markdown": table})
+            "command": command, **described, "cells": cells, "markdown": table})
     return 0
 
 

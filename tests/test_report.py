@@ -72,3 +72,39 @@ def test_a_missing_record_or_key_is_an_error_naming_the_file(tmp_path):
     records = (report.Record("SPAIR", 1, "gone.json", ("test", "AP"), ("steps",), "spec"),)
     with pytest.raises(ValueError, match=r"gone\.json does not exist"):
         report.measured(records, root=str(tmp_path))
+
+
+def _readme_block(name):
+    with open(README) as f:
+        text = f.read()
+    match = re.search(rf"<!-- {name}:begin[^>]*-->\n(.*?)\n<!-- {name}:end -->", text, re.S)
+    assert match, f"README.md has no {name}:begin / {name}:end block"
+    return match.group(1)
+
+
+def test_readme_fig4_table_is_the_records_table():
+    assert _readme_block("fig4") == report.addition_markdown(report.addition_measured())
+
+
+def test_fig4_cells_are_accuracies_of_its_methods_and_sizes():
+    cells = report.addition_measured()
+    assert len(cells) == len(report.ADDITION_RECORDS)
+    for cell in cells:
+        assert 0.0 <= cell["accuracy"] <= 1.0 and cell["steps"] > 0, cell
+        assert cell["method"] in report.ADDITION_METHODS, cell
+        assert cell["thousands"] in report.ADDITION_SIZES, cell
+
+
+def test_fig4_cells_read_their_records(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"test_accuracy": 0.25, "steps": 12400}))
+    (tmp_path / "b.json").write_text(json.dumps({"test_accuracy": 0.5}))
+    records = (report.AdditionRecord("TrueBB", 8, "a.json"),
+               report.AdditionRecord("ConvNet", 1, "a.json", note="a note"))
+    table = report.addition_markdown(report.addition_measured(records, root=str(tmp_path)))
+    rows = {r.split(" | ")[0].lstrip("| "): r.split(" | ") for r in table.splitlines()[2:]}
+    assert rows["TrueBB"][3] == "0.250 (12k steps)" and rows["TrueBB"][4] == "0.700"
+    assert rows["ConvNet"][1] == "0.250 (12k steps, a note)" and rows["ConvNet"][3] == ""
+    assert rows["ConnComp"][4] == "—"   # no paper value at 8k
+    with pytest.raises(ValueError, match=r"b\.json has no test_accuracy or steps"):
+        report.addition_measured((report.AdditionRecord("TrueBB", 8, "b.json"),),
+                                 root=str(tmp_path))
