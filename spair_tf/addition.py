@@ -188,10 +188,7 @@ class Stage2:
             classifier=self.classifier, object_encoder=self.objects.object_encoder,
             optimizer=self.optimizer, step=self.step, best_accuracy=self.best_accuracy,
             best_step=self.best_step)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(model_dir, "ckpt"), max_to_keep=2)
-        self.best_manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(model_dir, "best"), max_to_keep=1)
+        self.checkpoints = training.RunCheckpoints(self.checkpoint, model_dir)
         self._train_step = tf.function(self._step, jit_compile=config.xla)
         self._predict = tf.function(self._logits, jit_compile=config.xla)
 
@@ -232,15 +229,17 @@ class Stage2:
         from spair_tf import datasets, io_utils
 
         c = self.config
-        latest = self.manager.latest_checkpoint
+        latest = self.checkpoints.restore_latest(self.model_dir)
         if latest:
-            self.checkpoint.restore(latest).assert_existing_objects_matched()
             print(f"resumed from step {int(self.step.numpy())} ({latest})", flush=True)
+        self.checkpoints.repair_best(int(self.step.numpy()), int(self.best_step.numpy()))
         history = training.load_val_history(self.model_dir, int(self.step.numpy()))
         batches = iter(datasets.to_tf_dataset(train_data, c.batch_size, seed=c.seed,
                                               extra=self.objects.extra(train_data)))
         started, first = time.time(), int(self.step.numpy())
-        while int(self.step.numpy()) < c.max_steps:
+        # A run restarted after its patience ran out trains no further.
+        stopped = training.patience_exhausted(first, int(self.best_step.numpy()), c.patience)
+        while not stopped and int(self.step.numpy()) < c.max_steps:
             batch = next(batches)
             loss, accuracy = self._train_step(batch)
             step = int(self.step.numpy())
@@ -253,23 +252,22 @@ class Stage2:
             val_accuracy = self.accuracy(val_data, c.batch_size)
             history.append({"step": step, "accuracy": val_accuracy, "loss": float(loss)})
             print(f"step {step}: validation accuracy {val_accuracy:.4f}", flush=True)
-            if val_accuracy > float(self.best_accuracy.numpy()):
+            improved = val_accuracy > float(self.best_accuracy.numpy())
+            if improved:
                 self.best_accuracy.assign(val_accuracy)
                 self.best_step.assign(step)
             io_utils.atomic_write_json(os.path.join(self.model_dir, "val_history.json"),
                                        history)
-            self.manager.save(checkpoint_number=step)
-            if int(self.best_step.numpy()) == step:
-                self.best_manager.save(checkpoint_number=step)
-            if c.patience and step - int(self.best_step.numpy()) >= c.patience:
+            self.checkpoints.commit(step, improved)
+            stopped = training.patience_exhausted(step, int(self.best_step.numpy()),
+                                                  c.patience)
+            if stopped:
                 print(f"stopping: no better validation accuracy since step "
                       f"{int(self.best_step.numpy())}", flush=True)
-                break
-        best = self.best_manager.latest_checkpoint
+        best = self.checkpoints.restore_best(self.model_dir)
         if best is None:
             raise ValueError("no validation has run yet: raise --max_steps to at least "
                              f"--eval_every={c.eval_every}.")
-        self.checkpoint.restore(best).assert_existing_objects_matched()
         results = {"test_accuracy": self.accuracy(test_data, c.batch_size),
                    "best_step": int(self.best_step.numpy()),
                    "best_val_accuracy": float(self.best_accuracy.numpy()),

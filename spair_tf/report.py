@@ -228,6 +228,8 @@ STAND_IN = "stage 1: Exp. 1 n = 5"
 ADDITION_RECORDS = (
     AdditionRecord("SPAIR-Fixed", 32, "results/addition/spair_fixed_32k.json", STAND_IN),
     AdditionRecord("SPAIR-Unfixed", 32, "results/addition/spair_unfixed_32k.json", STAND_IN),
+    AdditionRecord("TrueBB", 32, "results/addition/truebb_32k.json"),
+    AdditionRecord("ConnComp", 32, "results/addition/conncomp_32k.json"),
 )
 
 

@@ -73,6 +73,67 @@ def make_optimizer(config: TrainConfig) -> keras.optimizers.Optimizer:
                                  beta_2=config.adam_beta2, epsilon=config.adam_epsilon)
 
 
+class RunCheckpoints:
+    """A run's two checkpoint directories: `write_dir`/ckpt (the latest, `max_to_keep` of
+    them) and `write_dir`/best (the best validation so far), of one tf.train.Checkpoint.
+
+    Every loop here commits an evaluation step in the module docstring's order: validate →
+    history → `commit` (latest, then best if it improved); a best checkpoint lost between the
+    two is written again by `repair_best` on restart. Used by `Trainer` and by the addition
+    task's stage 2 (spair_tf/addition.py).
+    """
+
+    def __init__(self, checkpoint, write_dir, max_to_keep=2):
+        self.checkpoint = checkpoint
+        self.latest = tf.train.CheckpointManager(
+            checkpoint, os.path.join(write_dir, "ckpt"), max_to_keep=max_to_keep)
+        self.best = tf.train.CheckpointManager(
+            checkpoint, os.path.join(write_dir, "best"), max_to_keep=1)
+
+    def restore_latest(self, model_dir):
+        """Restores model_dir/ckpt's latest checkpoint, if any; returns its path or None.
+
+        Raises IncompatibleCheckpoint, naming the directory and the fix, if it is of another
+        model or size.
+        """
+        latest = tf.train.latest_checkpoint(os.path.join(model_dir, "ckpt"))
+        if latest:
+            try:
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as error:
+                detail = " ".join(str(error).split())[:300]
+                raise IncompatibleCheckpoint(
+                    f"model_dir {model_dir!r} holds a checkpoint ({latest}) that does not "
+                    "match this model and configuration; use a new --model_dir, or the flags "
+                    f"it was trained with. ({type(error).__name__}: {detail})") from error
+        return latest
+
+    def commit(self, step, improved):
+        """Saves the latest checkpoint at `step`, then the best one if it `improved`."""
+        self.latest.save(checkpoint_number=step)
+        if improved:
+            self.best.save(checkpoint_number=step)
+
+    def repair_best(self, step, best_step):
+        """Writes the best checkpoint again if a crash came between commit and copy."""
+        best = self.best.latest_checkpoint
+        if step > 0 and best_step == step and (best is None or not best.endswith(f"-{step}")):
+            self.best.save(checkpoint_number=step)
+
+    def restore_best(self, model_dir):
+        """Restores model_dir/best's checkpoint (every object of this run's checkpoint it
+        holds); returns its path, or None if there is none."""
+        best = tf.train.latest_checkpoint(os.path.join(model_dir, "best"))
+        if best:
+            self.checkpoint.restore(best).expect_partial()
+        return best
+
+
+def patience_exhausted(step, best_step, patience):
+    """True once `patience` steps (0: never) have passed since the best validation."""
+    return bool(patience) and best_step >= 0 and step - best_step >= patience
+
+
 def git_commit() -> str | None:
     try:
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -156,11 +217,8 @@ class Trainer:
                                               best_step=self.best_step)
         self._write_dir = (model_dir if self.is_chief else
                            tempfile.mkdtemp(prefix=f"spair_tf_worker{worker}_"))
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(self._write_dir, "ckpt"),
-            max_to_keep=config.checkpoints_to_keep)
-        self.best_manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(self._write_dir, "best"), max_to_keep=1)
+        self.checkpoints = RunCheckpoints(self.checkpoint, self._write_dir,
+                                          max_to_keep=config.checkpoints_to_keep)
         self._restored = False
         # The loss and its gradient in one XLA cluster where config.xla (TrainConfig); the
         # all-reduce around it stays ordinary TF ops, the update after it is below. A model's
@@ -194,26 +252,11 @@ class Trainer:
         """
         if self._restored:
             return int(self.step.numpy())
-        latest = tf.train.latest_checkpoint(os.path.join(self.model_dir, "ckpt"))
+        latest = self.checkpoints.restore_latest(self.model_dir)
         if latest:
-            try:
-                self.checkpoint.restore(latest).assert_existing_objects_matched()
-            except (AssertionError, ValueError, tf.errors.OpError) as error:
-                detail = " ".join(str(error).split())[:300]
-                raise IncompatibleCheckpoint(
-                    f"model_dir {self.model_dir!r} holds a checkpoint ({latest}) that does not "
-                    "match this model and configuration; use a new --model_dir, or the flags "
-                    f"it was trained with. ({type(error).__name__}: {detail})") from error
             _note(f"resumed from step {int(self.step.numpy())} ({latest})")
         self._restored = True
         return int(self.step.numpy())
-
-    def _repair_best(self, step):
-        """Writes the best checkpoint again if a crash came between commit and copy."""
-        best = tf.train.latest_checkpoint(os.path.join(self.model_dir, "best"))
-        if step > 0 and int(self.best_step.numpy()) == step and (
-                best is None or not best.endswith(f"-{step}")):
-            self.best_manager.save(checkpoint_number=step)
 
     # ---------------------------------------------------------------------------------
     # The step
@@ -365,7 +408,7 @@ class Trainer:
         """
         config = self.config
         step = self.restore()
-        self._repair_best(step)
+        self.checkpoints.repair_best(step, int(self.best_step.numpy()))
         history = self._load_history(step)
         writer = self._writer("train")
         val_writer = self._writer("val")
@@ -402,9 +445,7 @@ class Trainer:
                        "git_commit": git_commit(), "command": " ".join(sys.argv)}
             if self.is_chief:
                 if test_data is not None:
-                    best = tf.train.latest_checkpoint(os.path.join(self.model_dir, "best"))
-                    if best:
-                        self.checkpoint.restore(best).expect_partial()
+                    self.checkpoints.restore_best(self.model_dir)
                     results["test"] = evaluation.evaluate(self.model, test_data,
                                                           eval_batch_size, eval_mode,
                                                           xla=config.xla)
@@ -435,8 +476,8 @@ class Trainer:
     def _early_stop(self, step, progress):
         """True once validation AP has not improved for `patience` steps (checked at the
         evaluation steps, where checkpoints are, so a restarted run stops at the same step)."""
-        patience, best_step = self.config.patience, int(self.best_step.numpy())
-        if patience and best_step >= 0 and step - best_step >= patience:
+        best_step = int(self.best_step.numpy())
+        if patience_exhausted(step, best_step, self.config.patience):
             progress.note(f"early stop at step {step}: no better validation AP since step "
                           f"{best_step}.")
             return True
@@ -470,9 +511,7 @@ class Trainer:
                 progress.note(f"step {step}: val AP {result['AP']:.4f} "
                               f"(corrected {result['AP_corrected']:.4f}), "
                               f"count error {result['count_abs_error']:.3f}")
-        self.manager.save(checkpoint_number=step)
-        if improved:
-            self.best_manager.save(checkpoint_number=step)
+        self.checkpoints.commit(step, improved)
 
     def _broadcast_from_chief(self, value):
         """The chief's `value` (a float64 scalar) on every worker, by one all-reduce."""

@@ -6,7 +6,8 @@ images exactly as `python -m spair_tf.addition` does at the end of training (re-
 with the paper's Fig. 4 value: within ±0.03 (3 points, the tolerance of the AP tests).
 Opt-in: `pytest -m paper tests/test_paper_addition.py` (about a minute per case).
 
-The stage-1 model is a committed SPAIR state too. The first case's stand-in for the paper's
+The stage-1 model of the SPAIR cases is a committed SPAIR state too; the baselines (TrueBB,
+ConnComp, ConvNet) have none (baselines/addition.py). The first case's stand-in for the paper's
 stage 1 (a SPAIR trained on the same 32k addition images) is Experiment 1's n = 5 run on the
 original code's digits (64k images of the same kind; BUILD_NOTES, "Addition task"); its
 records (results/addition/spair_{fixed,unfixed}_32k.json) say how far they are from the
@@ -29,7 +30,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOLERANCE = 0.03
 
 # (Fig. 4 method, training images in thousands, stage-2 flagfile, stage-1 flags, stage-1
-# state, stage-2 state), all paths from the repository root.
+# state, stage-2 state), all paths from the repository root; no stage 1 for a baseline.
 RUNS = [
     ("SPAIR-Fixed", 32, "configs/addition/stage2_fixed.flags",
      "configs/experiment1_n5_original_digits.flags",
@@ -37,6 +38,10 @@ RUNS = [
     ("SPAIR-Unfixed", 32, "configs/addition/stage2_unfixed.flags",
      "configs/experiment1_n5_original_digits.flags",
      "results/spair/exp1_n5_original_digits_state", "results/addition/spair_unfixed_32k_state"),
+    ("TrueBB", 32, "configs/addition/truebb.flags", None, None,
+     "results/addition/truebb_32k_state"),
+    ("ConnComp", 32, "configs/addition/conncomp.flags", None, None,
+     "results/addition/conncomp_32k_state"),
 ]
 
 
@@ -49,9 +54,10 @@ def test_addition_accuracy_matches_paper(method, thousands, flagfile, stage1_fla
     shutil.copytree(os.path.join(ROOT, state), model_dir)
     last = tf.train.latest_checkpoint(str(model_dir / "ckpt"))
     step = int(last.rsplit("-", 1)[1])
+    stage1_args = ([] if stage1 is None else
+                   [f"--flagfile={stage1_flags}", f"--stage1_dir={os.path.join(ROOT, stage1)}"])
     done = subprocess.run(
-        [sys.executable, "-m", "spair_tf.addition", f"--flagfile={stage1_flags}",
-         f"--flagfile={flagfile}", f"--stage1_dir={os.path.join(ROOT, stage1)}",
+        [sys.executable, "-m", "spair_tf.addition", *stage1_args, f"--flagfile={flagfile}",
          f"--train_images={1000 * thousands}", f"--model_dir={model_dir}",
          f"--max_steps={step}"],
         cwd=ROOT, capture_output=True, text=True, timeout=3600,

@@ -143,7 +143,7 @@ def _incompatible_checkpoint(model_dir):
                          encoder_units=(16,), decoder_units=(16,))
     trainer = Trainer(lambda: SPAIR(config), TrainConfig(batch_size=4), str(model_dir),
                       image_shape=(48, 48, 3))
-    trainer.manager.save(checkpoint_number=7)
+    trainer.checkpoints.latest.save(checkpoint_number=7)
 
 
 @pytest.fixture(scope="module")
