@@ -9,7 +9,10 @@ its per-object representation:
         --stage1_dir=runs/addition_stage1 --train_images=32000 --model_dir=runs/add_fixed_32k
 
 The same command resumes a stopped run; with --max_steps set to the run's last checkpoint it
-trains no further and only tests the best checkpoint (DIR/results.json).
+trains no further and only tests the best checkpoint (DIR/results.json). Fig. 4's other
+columns (TrueBB, ConnComp, ConvNet) have no stage 1: `--baseline=truebb|conncomp|convnet`
+(`configs/addition/{truebb,conncomp,convnet}.flags`) trains that object source from scratch
+with the same classifier (baselines/addition.py).
 
 Facts of the original (auto_yolo, aaai_2019: `algs.py` math_config, `models/core.py`
 build_math, `models/networks.py` SimpleRecurrentRegressionNetwork, `models/yolo_air.py` with
