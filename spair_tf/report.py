@@ -27,6 +27,8 @@ import json
 import os
 import sys
 
+import numpy as np
+
 from spair_tf import io_utils
 from spair_tf import paper_numbers
 
@@ -216,11 +218,12 @@ ADDITION_SIZES = (1, 8, 32, 128)                   # training images, thousands
 @dataclasses.dataclass(frozen=True)
 class AdditionRecord:
     """Where one measured cell of Fig. 4 is recorded: a stage-2 run's JSON (keys
-    "test_accuracy", "steps") under the repository; `note` qualifies the run (e.g. a stand-in
-    stage 1)."""
+    "test_accuracy", "steps") under the repository, or a tuple of them, one per seed (the
+    cell is then their mean with a 95% t-interval, as the paper's means over seeds);
+    `note` qualifies the run (e.g. a stand-in stage 1)."""
     method: str
     thousands: int
-    path: str
+    path: str | tuple
     note: str = ""
 
 
@@ -228,7 +231,8 @@ STAND_IN = "stage 1: Exp. 1 n = 5"
 ADDITION_RECORDS = (
     AdditionRecord("SPAIR-Fixed", 32, "results/addition/spair_fixed_32k.json", STAND_IN),
     AdditionRecord("SPAIR-Unfixed", 32, "results/addition/spair_unfixed_32k.json", STAND_IN),
-    AdditionRecord("TrueBB", 32, "results/addition/truebb_32k.json"),
+    AdditionRecord("TrueBB", 32, tuple(f"results/addition/truebb_32k{seed}.json"
+                                      for seed in ("", "_seed1", "_seed2"))),
     AdditionRecord("ConnComp", 32, "results/addition/conncomp_32k.json"),
 )
 
@@ -238,17 +242,33 @@ def addition_measured(records=ADDITION_RECORDS, root=REPOSITORY):
     note, source). A missing file or key is a ValueError naming it."""
     cells = []
     for record in records:
-        data = load_record(root, record.path, "spair_tf.report.ADDITION_RECORDS")
-        try:
-            accuracy, steps = float(data["test_accuracy"]), int(data["steps"])
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{record.path} has no test_accuracy or steps ({error!r}); fix "
-                             "the record or its entry in spair_tf.report.ADDITION_RECORDS"
-                             ) from error
+        paths = (record.path,) if isinstance(record.path, str) else tuple(record.path)
+        accuracies, steps = [], []
+        for path in paths:
+            data = load_record(root, path, "spair_tf.report.ADDITION_RECORDS")
+            try:
+                accuracies.append(float(data["test_accuracy"]))
+                steps.append(int(data["steps"]))
+            except (KeyError, TypeError, ValueError) as error:
+                raise ValueError(f"{path} has no test_accuracy or steps ({error!r}); fix the "
+                                 "record or its entry in spair_tf.report.ADDITION_RECORDS"
+                                 ) from error
         cells.append({"method": record.method, "thousands": record.thousands,
-                      "accuracy": accuracy, "steps": steps, "note": record.note,
-                      "source": record.path})
+                      "accuracy": float(np.mean(accuracies)),
+                      "ci95": mean_interval(accuracies)[1:] if len(paths) > 1 else None,
+                      "seeds": len(paths), "steps": max(steps), "note": record.note,
+                      "source": record.path if len(paths) == 1 else list(paths)})
     return cells
+
+
+def mean_interval(values, level=0.95):
+    """(mean, low, high): the mean of `values` and its Student-t interval (n ≥ 2)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=np.float64)
+    mean, n = float(values.mean()), len(values)
+    half = float(stats.t.ppf(0.5 + level / 2, n - 1) * values.std(ddof=1) / np.sqrt(n))
+    return mean, mean - half, mean + half
 
 
 def addition_markdown(cells):
@@ -262,9 +282,14 @@ def addition_markdown(cells):
             ours = []
             for cell in cells:
                 if cell["method"] == method and cell["thousands"] == k:
-                    details = [steps_text(cell["steps"])] + ([cell["note"]] if cell["note"]
-                                                             else [])
-                    ours.append(f"{cell['accuracy']:.3f} ({', '.join(details)})")
+                    text = f"{cell['accuracy']:.3f}"
+                    details = [steps_text(cell["steps"])]
+                    if cell["seeds"] > 1:
+                        low, high = cell["ci95"]
+                        text += f" [{low:.3f}, {high:.3f}]"
+                        details = [f"{cell['seeds']} seeds", "≤ " + details[0]]
+                    details += [cell["note"]] if cell["note"] else []
+                    ours.append(f"{text} ({', '.join(details)})")
             paper = paper_numbers.ADDITION[method].get(k)
             row += ["<br>".join(ours), "—" if paper is None else f"{paper:.3f}"]
         lines.append("| " + " | ".join(row) + " |")

@@ -12,8 +12,8 @@ stage 1 (a SPAIR trained on the same 32k addition images) is Experiment 1's n = 
 original code's digits (64k images of the same kind; BUILD_NOTES, "Addition task"); its
 records (results/addition/spair_{fixed,unfixed}_32k.json) say how far they are from the
 paper: Fixed 0.190 (a complete run, stopped by its patience), Unfixed 0.439 (best of 56k
-steps, stopped 7k after its best), against 0.433 and 0.541. The baselines: TrueBB 0.708 and
-ConnComp 0.130 (complete runs), against 0.826 and 0.127.
+steps, stopped 7k after its best), against 0.433 and 0.541. The baselines: TrueBB 0.708 (seed 0;
+0.688 over three seeds) and ConnComp 0.130 (complete runs), against 0.826 and 0.127.
 """
 
 import json

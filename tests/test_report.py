@@ -4,6 +4,7 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 
 from spair_tf import report
@@ -108,3 +109,17 @@ def test_fig4_cells_read_their_records(tmp_path):
     with pytest.raises(ValueError, match=r"b\.json has no test_accuracy or steps"):
         report.addition_measured((report.AdditionRecord("TrueBB", 8, "b.json"),),
                                  root=str(tmp_path))
+
+
+def test_fig4_cell_over_seeds_is_their_mean_with_a_t_interval(tmp_path):
+    for name, accuracy, steps in (("s0", 0.6, 30000), ("s1", 0.7, 41000), ("s2", 0.8, 35000)):
+        (tmp_path / f"{name}.json").write_text(json.dumps({"test_accuracy": accuracy,
+                                                           "steps": steps}))
+    record = report.AdditionRecord("TrueBB", 32, ("s0.json", "s1.json", "s2.json"))
+    (cell,) = report.addition_measured((record,), root=str(tmp_path))
+    half = 4.302652729911275 * 0.1 / np.sqrt(3)   # t(0.975, 2 dof) · sd / √n
+    assert cell["seeds"] == 3 and cell["steps"] == 41000
+    np.testing.assert_allclose([cell["accuracy"], *cell["ci95"]], [0.7, 0.7 - half, 0.7 + half])
+    row = next(r for r in report.addition_markdown([cell]).splitlines()
+               if r.startswith("| TrueBB |")).split(" | ")
+    assert row[5] == f"0.700 [{0.7 - half:.3f}, {0.7 + half:.3f}] (3 seeds, ≤ 41k steps)"
