@@ -456,6 +456,36 @@ def test_digit_flags_reach_every_split_and_the_original_digits_flagfiles_parse()
     assert {(c.min_digits, c.max_digits) for c in n5} == {(5, 5)}
 
 
+def test_every_addition_flagfile_draws_the_same_images():
+    """Every Fig. 4 run, stage 1 or 2, SPAIR, AIR or baseline, reads configs/addition/
+    data.flags: the addition images with the original code's digits."""
+    from absl import flags
+
+    from spair_tf import cli
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cwd = os.getcwd()
+    os.chdir(repo)  # flagfiles name their parents relative to the repository
+    try:
+        paths = sorted(set(glob.glob("configs/addition/*.flags"))
+                       - {"configs/addition/data.flags"})
+        parsed = {}
+        for path in paths:
+            values = flags.FlagValues()
+            cli.define_data_flags(values)
+            values(["prog", f"--flagfile={path}", "--train_images=32000"], known_only=True)
+            parsed[path] = cli.data_configs(values)
+    finally:
+        os.chdir(cwd)
+    assert len(parsed) == 8, paths   # 2 stage-1, 3 stage-2 (shared, fixed, unfixed), 3 baselines
+    expected = [datasets.addition(split, n) for split, n in
+                (("train", 32000), ("val", None), ("test", None))]
+    expected = [dataclasses.replace(c, digit_frame="emnist", digit_rounding="floor")
+                for c in expected]
+    for path, configs in parsed.items():
+        assert configs == expected, path
+
+
 def test_to_tf_dataset_carries_extra_per_image_arrays():
     data = datasets.generate(_small(n_images=20))
     extra = {"index": np.arange(20, dtype=np.int32),
