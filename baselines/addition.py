@@ -147,21 +147,15 @@ class BaselineObjects:
                                else BoxObjects(GLIMPSE_SIDE[name]))
         self.object_encoder.build()
         self.model = self.object_encoder
-        self._extra = {}
 
     def __call__(self, batch):
         return self.object_encoder(batch)
 
     def extra(self, data):
         """{"object_boxes": [N, K, 4], "object_counts": [N]} for the box baselines (the
-        dataset's own boxes for TrueBB, ConnComp's found once per dataset), {} for ConvNet."""
+        dataset's own boxes for TrueBB, ConnComp's found anew at each call), {} for ConvNet."""
         if self.name == "convnet":
             return {}
-        key = id(data)  # the dataset is kept beside its arrays, so its id is not reused
-        if key not in self._extra:
-            if self.name == "truebb":
-                boxes, counts = data.boxes, data.counts
-            else:
-                boxes, counts = conncomp_boxes(data.images)
-            self._extra[key] = (data, {"object_boxes": boxes, "object_counts": counts})
-        return self._extra[key][1]
+        boxes, counts = ((data.boxes, data.counts) if self.name == "truebb"
+                         else conncomp_boxes(data.images))
+        return {"object_boxes": boxes, "object_counts": counts}

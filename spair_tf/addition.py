@@ -44,6 +44,7 @@ import time
 
 import keras
 import tensorflow as tf
+from absl import flags
 
 from spair_tf import training
 from spair_tf.networks import mlp
@@ -213,14 +214,15 @@ class Stage2:
             tf.argmax(logits, axis=1, output_type=tf.int32) == sums_of(labels), tf.float32))
         return loss, accuracy
 
-    def accuracy(self, data, batch_size):
-        """Fraction of `data`'s images whose sum is predicted exactly (one sampled z_pres)."""
+    def accuracy(self, data, batch_size, extra=None):
+        """Fraction of `data`'s images whose sum is predicted exactly (one sampled z_pres).
+        extra: `self.objects.extra(data)`, if the caller has it already."""
         from spair_tf import datasets
 
         correct, total = 0, 0
+        extra = self.objects.extra(data) if extra is None else extra
         for batch in datasets.to_tf_dataset(data, batch_size, shuffle=False, repeat=False,
-                                            drop_remainder=False,
-                                            extra=self.objects.extra(data)):
+                                            drop_remainder=False, extra=extra):
             predicted = tf.argmax(self._predict(batch), axis=1, output_type=tf.int32)
             correct += int(tf.reduce_sum(tf.cast(predicted == sums_of(batch["labels"]),
                                                  tf.int32)))
@@ -239,6 +241,7 @@ class Stage2:
         history = training.load_val_history(self.model_dir, int(self.step.numpy()))
         batches = iter(datasets.to_tf_dataset(train_data, c.batch_size, seed=c.seed,
                                               extra=self.objects.extra(train_data)))
+        val_extra = self.objects.extra(val_data)  # found once, used at every validation
         started, first = time.time(), int(self.step.numpy())
         # A run restarted after its patience ran out trains no further.
         stopped = training.patience_exhausted(first, int(self.best_step.numpy()), c.patience)
@@ -252,7 +255,7 @@ class Stage2:
                       f"{float(accuracy):.3f}, {rate:.2f} steps/s", flush=True)
             if step % c.eval_every and step != c.max_steps:
                 continue
-            val_accuracy = self.accuracy(val_data, c.batch_size)
+            val_accuracy = self.accuracy(val_data, c.batch_size, val_extra)
             history.append({"step": step, "accuracy": val_accuracy, "loss": float(loss)})
             print(f"step {step}: validation accuracy {val_accuracy:.4f}", flush=True)
             improved = val_accuracy > float(self.best_accuracy.numpy())
@@ -302,26 +305,30 @@ def check_flags(dataset, model, baseline=None, stage1_dir=None):
                          "objects of either.")
 
 
-def main(argv):
-    from spair_tf import cli, evaluate, flags_util, io_utils
+def stage2_from_flags():
+    """The run that the command line's flags (absl's FLAGS) describe, before any training.
+
+    Returns (stage2, (train, val, test) datasets, stage-1 checkpoint path or None, names of
+    the flags adopted from the stage-1 run's record). Used by `main` and by the diagnostic
+    scripts that evaluate a finished run (scripts/addition_digit_pool_probe.py).
+    """
+    from spair_tf import cli, evaluate, flags_util
     from spair_tf.config import TrainConfig
 
-    if len(argv) > 1:
-        raise ValueError(f"unexpected arguments {argv[1:]}; all options are --flags.")
-    FLAGS = flags.FLAGS
-    if not FLAGS.model_dir:
+    values = flags.FLAGS
+    if not values.model_dir:
         raise ValueError("--model_dir is required.")
-    baseline = FLAGS.baseline
-    if baseline and FLAGS["representation"].present:
-        raise ValueError(f"--representation={FLAGS.representation} is for a stage-1 model: "
+    baseline = values.baseline
+    if baseline and values["representation"].present:
+        raise ValueError(f"--representation={values.representation} is for a stage-1 model: "
                          f"--baseline={baseline} is trained end to end (raw).")
-    adopted = (flags_util.adopt_recorded_flags(FLAGS.stage1_dir)
-               if FLAGS.stage1_dir and not baseline else [])
-    check_flags(FLAGS.dataset, FLAGS.model, baseline, FLAGS.stage1_dir)
+    adopted = (flags_util.adopt_recorded_flags(values.stage1_dir)
+               if values.stage1_dir and not baseline else [])
+    check_flags(values.dataset, values.model, baseline, values.stage1_dir)
     configs = cli.data_configs()
     for config in configs:
         config.validate()
-    train_data, val_data, test_data = (cli.load_data(config) for config in configs)
+    data = tuple(cli.load_data(config) for config in configs)
     config = flags_util.config_from_flags(TrainConfig)
     keras.utils.set_random_seed(config.seed)
     if baseline:
@@ -329,25 +336,32 @@ def main(argv):
 
         objects, representation, stage1_checkpoint = BaselineObjects(baseline), "raw", None
     else:
-        stage1, stage1_checkpoint = evaluate.restore_model(FLAGS.stage1_dir, "best",
-                                                           train_data.images.shape[1:])
-        objects, representation = Objects(stage1), FLAGS.representation
+        stage1, stage1_checkpoint = evaluate.restore_model(values.stage1_dir, "best",
+                                                           data[0].images.shape[1:])
+        objects, representation = Objects(stage1), values.representation
+    return (Stage2(objects, representation, values.model_dir, config), data,
+            stage1_checkpoint, adopted)
+
+
+def main(argv):
+    from spair_tf import io_utils
+
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments {argv[1:]}; all options are --flags.")
+    FLAGS = flags.FLAGS
+    stage2, data, stage1_checkpoint, adopted = stage2_from_flags()
     os.makedirs(FLAGS.model_dir, exist_ok=True)
-    stage2 = Stage2(objects, representation, FLAGS.model_dir, config)
-    results = stage2.train(train_data, val_data, test_data, log_every=FLAGS.log_every)
+    results = stage2.train(*data, log_every=FLAGS.log_every)
     results.update(stage1_checkpoint=stage1_checkpoint, command=" ".join(sys.argv),
                    flags_from_stage1_record={name: FLAGS[name].value for name in adopted},
-                   train_config=config.__dict__)
+                   train_config=stage2.config.__dict__)
     io_utils.atomic_write_json(os.path.join(FLAGS.model_dir, "results.json"), results)
     print(f"test accuracy {results['test_accuracy']:.4f} at step {results['best_step']} "
           f"({results['n_train']} training images, {results['representation']})", flush=True)
 
 
-if __name__ == "__main__":
-    from absl import flags
-
-    from spair_tf import cli, train  # noqa: F401  (defines the model, data and training flags)
-
+def define_flags():
+    """The flags of stage 2 beyond the model, data and training flags of spair_tf.train."""
     flags.DEFINE_string("stage1_dir", None, "The stage-1 SPAIR run (its model_dir or a "
                         "committed state): its best checkpoint is restored.")
     flags.DEFINE_enum("representation", "fixed", REPRESENTATIONS, "fixed: SPAIR frozen; "
@@ -355,4 +369,10 @@ if __name__ == "__main__":
     flags.DEFINE_enum("baseline", None, ("truebb", "conncomp", "convnet"),
                       "Instead of a stage-1 model, a Fig. 4 baseline trained end to end with "
                       "the classifier (baselines/addition.py); no --stage1_dir.")
+
+
+if __name__ == "__main__":
+    from spair_tf import cli, train  # noqa: F401  (defines the model, data and training flags)
+
+    define_flags()
     cli.run(main)

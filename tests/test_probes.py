@@ -1,5 +1,6 @@
 """The diagnostic scripts' own arithmetic (scripts/*_probe.py), against brute force."""
 
+import dataclasses
 import importlib.util
 import itertools
 import os
@@ -117,3 +118,108 @@ def test_oracle_boxes_take_the_most_overlapping_gt(box_looseness_probe, take_siz
         centre_from = gt[index] if take_centre else pred[k]
         np.testing.assert_allclose(out[k, 2:] - out[k, :2], size_from[2:] - size_from[:2])
         np.testing.assert_allclose(out[k, 2:] + out[k, :2], centre_from[2:] + centre_from[:2])
+
+
+def test_digit_pool_probe_sets():
+    """The seen-digits set is the test set's configuration on the training digit pool:
+    its digits are training digits, the test set's are not (crops against the pools)."""
+    from spair_tf import datasets, digits
+
+    probe = _script("addition_digit_pool_probe")
+    config = datasets.ScatterConfig(min_digits=1, max_digits=1, n_images=12, split="test",
+                                    seed=2)
+    train = datasets.generate(dataclasses.replace(config, split="train", seed=0))
+    test = datasets.generate(config)
+    sets = probe.probe_sets(train, test, config, load=datasets.generate, n_images=5)
+    assert sets["test"] is test
+    for name in ("images", "boxes", "counts", "labels"):
+        np.testing.assert_array_equal(getattr(sets["train_images"], name),
+                                      getattr(train, name)[:5])
+
+    def crops(data):  # each image's one digit, cut at its box (inclusive pixel indices)
+        return {data.images[i, y0:y1 + 1, x0:x1 + 1, 0].tobytes()
+                for i, (y0, x0, y1, x1) in enumerate(data.boxes[:, 0].astype(int))}
+
+    def trimmed(pool):  # each sprite cut at its nonzero rows and columns
+        out = set()
+        for sprite in np.round(pool * 255).astype(np.uint8):
+            rows, cols = np.nonzero(sprite.any(1))[0], np.nonzero(sprite.any(0))[0]
+            out.add(sprite[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].tobytes())
+        return out
+
+    pools = digits.digit_pools()
+    train_pool, test_pool = trimmed(pools["train"][0]), trimmed(pools["test"][0])
+    assert crops(sets["seen_digits"]) <= train_pool
+    assert not crops(sets["seen_digits"]) & test_pool
+    assert crops(test) <= test_pool
+
+
+@pytest.fixture(scope="module")
+def zwhat_digit_probe():
+    return _script("zwhat_digit_probe")
+
+
+def test_zwhat_probe_matching_against_brute_force(zwhat_digit_probe):
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        k, g = rng.integers(1, 8), rng.integers(0, 5)
+        corner = rng.uniform(0, 30, (k + g, 2))
+        size = rng.uniform(4, 14, (k + g, 2))
+        boxes = np.concatenate([corner, corner + size], 1)
+        cells, gt = boxes[:k], boxes[k:]
+        present = rng.random(k) < 0.7
+        got = zwhat_digit_probe.match_objects(cells, present, gt)
+        for row, box in enumerate(gt):
+            best, best_iou = -1, -1.0
+            for cell in range(k):
+                if not present[cell]:
+                    continue
+                y0, x0 = max(box[0], cells[cell, 0]), max(box[1], cells[cell, 1])
+                y1, x1 = min(box[2], cells[cell, 2]), min(box[3], cells[cell, 3])
+                inter = max(0, y1 - y0) * max(0, x1 - x0)
+                union = ((box[2] - box[0]) * (box[3] - box[1])
+                         + (cells[cell, 2] - cells[cell, 0]) * (cells[cell, 3] - cells[cell, 1])
+                         - inter)
+                if inter / union > best_iou:
+                    best, best_iou = cell, inter / union
+            assert got[row] == (best if best_iou >= 0.5 else -1)
+
+
+def test_zwhat_probe_classifiers(zwhat_digit_probe):
+    probe = zwhat_digit_probe
+    rng = np.random.default_rng(1)
+    # The loss's gradient against central differences.
+    x1 = np.concatenate([rng.normal(size=(30, 4)), np.ones((30, 1))], 1)
+    onehot = np.eye(10)[rng.integers(0, 10, 30)]
+    flat = rng.normal(size=5 * 10)
+    _, grad = probe.linear_loss(flat, x1, onehot, 0.1)
+    step = 1e-6
+    numeric = [(probe.linear_loss(flat + step * e, x1, onehot, 0.1)[0]
+                - probe.linear_loss(flat - step * e, x1, onehot, 0.1)[0]) / (2 * step)
+               for e in np.eye(len(flat))]
+    np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-7)
+    # k-NN against a per-point loop.
+    train_x, train_y = rng.normal(size=(200, 3)), rng.integers(0, 10, 200)
+    test_x = rng.normal(size=(40, 3))
+    expected = []
+    for point in test_x:
+        nearest = np.argsort(((train_x - point) ** 2).sum(1), kind="stable")[:5]
+        expected.append(np.bincount(train_y[nearest], minlength=10).argmax())
+    np.testing.assert_array_equal(probe.predict_knn(train_x, train_y, test_x), expected)
+    # Separable classes: the linear fit gets them right, the shuffled labels do not.
+    centres = rng.normal(scale=5, size=(10, 6))
+    y = rng.integers(0, 10, 500)
+    x = centres[y] + rng.normal(size=(500, 6))
+    assert probe.accuracies(x[:400], y[:400], x[400:], y[400:])["linear"] > 0.95
+    assert probe.accuracies(x[:400], rng.permutation(y[:400]), x[400:], y[400:])["linear"] < 0.4
+
+
+def test_zwhat_probe_gt_windows(zwhat_digit_probe):
+    images = np.zeros((1, 30, 30, 3), np.uint8)
+    images[0, 10:15, 20:23] = 255
+    windows = zwhat_digit_probe.gt_windows(images, np.array([[[10, 20, 14, 22]]], np.float32),
+                                           np.array([1]))
+    expected = np.zeros((14, 14), np.float32)
+    # box centre (12, 21) → window rows 5..18, columns 14..27 of the image
+    expected[10 - 5:15 - 5, 20 - 14:23 - 14] = 1.0
+    np.testing.assert_array_equal(windows.reshape(14, 14), expected)
