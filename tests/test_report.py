@@ -123,3 +123,44 @@ def test_fig4_cell_over_seeds_is_their_mean_with_a_t_interval(tmp_path):
     row = next(r for r in report.addition_markdown([cell]).splitlines()
                if r.startswith("| TrueBB |")).split(" | ")
     assert row[5] == f"0.700 [{0.7 - half:.3f}, {0.7 + half:.3f}] (3 seeds, ≤ 41k steps)"
+
+
+def test_addition_record_script_writes_what_the_report_reads(tmp_path):
+    import subprocess
+    import sys
+
+    def results(steps, best_step, accuracy):
+        return {"test_accuracy": accuracy, "best_step": best_step, "best_val_accuracy": 0.5,
+                "steps": steps, "n_train": 8000, "representation": "raw",
+                "baseline": "truebb", "stage1_model": None,
+                "train_config": {"patience": 10000, "seed": 3},
+                "val_history": [{"step": s, "accuracy": 0.1, "loss": 1.0}
+                                for s in range(1000, steps + 1, 1000)],
+                "command": "spair_tf/addition.py --flagfile=configs/addition/truebb.flags "
+                           "--train_images=8000 --model_dir=RUN"}
+
+    script = os.path.join(report.REPOSITORY, "scripts", "addition_record.py")
+    env = {**os.environ, "PYTHONPATH": report.REPOSITORY}
+    for name, steps, best, stopped in (("stopped", 25000, 15000, True),
+                                       ("running", 24000, 15000, False)):
+        run = tmp_path / name
+        run.mkdir()
+        (run / "results.json").write_text(json.dumps(results(steps, best, 0.25)))
+        out = tmp_path / f"{name}.json"
+        subprocess.run([sys.executable, script, f"--run_dir={run}", "--method=TrueBB",
+                        "--train_command=python -m spair_tf.addition ...",
+                        f"--output_json={out}"], check=True, env=env, capture_output=True)
+        record = json.loads(out.read_text())
+        assert record["stopped_by_patience"] is stopped
+        assert record["paper"]["test_accuracy"] == 0.700     # Fig. 4, TrueBB at 8k
+        assert record["seed"] == 3 and len(record["val_curve"]) == steps // 1000
+        assert "--flagfile=configs/addition/truebb.flags" in record["commands"]["test_best"]
+        cells = report.addition_measured(
+            (report.AdditionRecord("TrueBB", 8, out.name),), root=str(tmp_path))
+        assert (cells[0]["accuracy"], cells[0]["steps"]) == (0.25, steps)
+    failed = subprocess.run([sys.executable, script, f"--run_dir={tmp_path / 'stopped'}",
+                             "--method=TrueBox", "--train_command=x",
+                             f"--output_json={tmp_path / 'x.json'}"], env=env,
+                            capture_output=True, text=True)
+    assert failed.returncode == 2 and "--method='TrueBox'" in failed.stderr
+    assert not (tmp_path / "x.json").exists()
