@@ -136,7 +136,10 @@ class ConvNetObjects(keras.layers.Layer):
 class BaselineObjects:
     """A Fig. 4 baseline as stage 2's object source (spair_tf.addition.Objects' interface):
     `objects(batch)` → (z_what, z_pres), `object_encoder` (the whole network, trained),
-    `n_what`, and `extra(data)`: the per-image arrays the batches must carry."""
+    `n_what`, and `extra(data)`: the per-image arrays the batches must carry. Trained whole,
+    from its initialisation: representation "raw" only."""
+
+    representations = ("raw",)
 
     def __init__(self, name):
         if name not in BASELINES:

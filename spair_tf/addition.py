@@ -87,9 +87,12 @@ def air_object_representation(model, images):
 class Objects:
     """A stage-1 model seen as stage 2's input: `objects(batch)` → (z_what, z_pres) from the
     batch's images, the layer "unfixed" trains (`object_encoder`), z_what's size (`n_what`)
-    and `extra(data)`, the per-image arrays its batches need beyond the dataset's own (none).
-    The Fig. 4 baselines (baselines/addition.py, `BaselineObjects`) have the same interface.
+    and `extra(data)`, the per-image arrays its batches need beyond the dataset's own (none);
+    `representations`: the ways Stage2 may train it. The Fig. 4 baselines
+    (baselines/addition.py, `BaselineObjects`) have the same interface.
     """
+
+    representations = REPRESENTATIONS
 
     def __init__(self, model):
         from spair_tf.model import SPAIR
@@ -172,10 +175,9 @@ class Stage2:
     """
 
     def __init__(self, objects, representation, model_dir, config):
-        allowed = REPRESENTATIONS if isinstance(objects, Objects) else ("raw",)
-        if representation not in allowed:
+        if representation not in objects.representations:
             raise ValueError(f"representation={representation!r}: {type(objects).__name__} "
-                             f"takes {allowed}.")
+                             f"takes {objects.representations}.")
         self.objects = objects
         self.representation, self.model_dir, self.config = representation, model_dir, config
         self.classifier = SumClassifier(self.objects.n_what)
@@ -279,8 +281,8 @@ class Stage2:
                    "best_val_accuracy": float(self.best_accuracy.numpy()),
                    "steps": max(h["step"] for h in history),
                    "representation": self.representation, "n_train": len(train_data),
-                   "stage1_model": (type(self.objects.model).__name__
-                                    if isinstance(self.objects, Objects) else None),
+                   "stage1_model": (None if self.representation == "raw"
+                                    else type(self.objects.model).__name__),
                    "baseline": getattr(self.objects, "name", None),
                    "checkpoint": best, "val_history": history}
         return results
