@@ -19,6 +19,17 @@ import sys
 from spair_tf import io_utils, paper_numbers
 
 
+def train_digits_per_class(results):
+    """The run's --train_digits_per_class (None: the whole pool): from its recorded data
+    configs, or, in runs that predate them, from its command line."""
+    if "data" in results:
+        return results["data"]["train"].get("digits_per_class")
+    for part in results["command"].split():
+        if part.startswith("--train_digits_per_class="):
+            return int(part.split("=", 1)[1])
+    return None
+
+
 def addition_record(results, method, train_command, flagfiles, state=None, note=""):
     """The record (a dict) of a stage-2 run from its results.json contents."""
     if method not in paper_numbers.ADDITION:
@@ -44,7 +55,9 @@ def addition_record(results, method, train_command, flagfiles, state=None, note=
         "best_val_accuracy": results["best_val_accuracy"], "steps": results["steps"],
         "stopped_by_patience": bool(patience)
         and results["steps"] - results["best_step"] >= patience,
-        "n_train": results["n_train"], "representation": results["representation"],
+        "n_train": results["n_train"],
+        "train_digits_per_class": train_digits_per_class(results),
+        "representation": results["representation"],
         "baseline": results.get("baseline"), "seed": results["train_config"]["seed"],
         "val_curve": [{"step": h["step"], "accuracy": h["accuracy"]}
                       for h in results["val_history"]],

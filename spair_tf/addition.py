@@ -38,6 +38,7 @@ noisy=False; `experiments/addition/stage2/yolo_air_stage2.py`), followed here:
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -346,7 +347,7 @@ def stage2_from_flags():
 
 
 def main(argv):
-    from spair_tf import io_utils
+    from spair_tf import cli, io_utils
 
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}; all options are --flags.")
@@ -356,7 +357,9 @@ def main(argv):
     results = stage2.train(*data, log_every=FLAGS.log_every)
     results.update(stage1_checkpoint=stage1_checkpoint, command=" ".join(sys.argv),
                    flags_from_stage1_record={name: FLAGS[name].value for name in adopted},
-                   train_config=stage2.config.__dict__)
+                   train_config=stage2.config.__dict__,
+                   data={split: dataclasses.asdict(config) for split, config in
+                         zip(("train", "val", "test"), cli.data_configs())})
     io_utils.atomic_write_json(os.path.join(FLAGS.model_dir, "results.json"), results)
     print(f"test accuracy {results['test_accuracy']:.4f} at step {results['best_step']} "
           f"({results['n_train']} training images, {results['representation']})", flush=True)

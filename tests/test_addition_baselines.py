@@ -136,6 +136,7 @@ def test_command_line_trains_a_baseline_and_refuses_a_stage1_flag(tmp_path):
     assert results["baseline"] == "conncomp" and results["representation"] == "raw"
     assert results["stage1_model"] is None and results["steps"] == 2
     assert 0.0 <= results["test_accuracy"] <= 1.0
+    assert [results["data"][s]["n_images"] for s in ("train", "val", "test")] == [32, 16, 16]
     refused = subprocess.run(command + ["--representation=fixed"], cwd=REPO, env=env,
                              capture_output=True, text=True, timeout=600)
     assert refused.returncode == 2

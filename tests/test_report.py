@@ -155,9 +155,21 @@ def test_addition_record_script_writes_what_the_report_reads(tmp_path):
         assert record["paper"]["test_accuracy"] == 0.700     # Fig. 4, TrueBB at 8k
         assert record["seed"] == 3 and len(record["val_curve"]) == steps // 1000
         assert "--flagfile=configs/addition/truebb.flags" in record["commands"]["test_best"]
+        assert record["train_digits_per_class"] is None
         cells = report.addition_measured(
             (report.AdditionRecord("TrueBB", 8, out.name),), root=str(tmp_path))
         assert (cells[0]["accuracy"], cells[0]["steps"]) == (0.25, steps)
+    # The training pool: from the recorded data configs, or the command line before them.
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("addition_record", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    old = results(2000, 1000, 0.1)
+    assert module.train_digits_per_class(old) is None
+    old["command"] += " --train_digits_per_class=100"
+    assert module.train_digits_per_class(old) == 100
+    new = {**old, "data": {"train": {"digits_per_class": 200}}}
+    assert module.train_digits_per_class(new) == 200
     failed = subprocess.run([sys.executable, script, f"--run_dir={tmp_path / 'stopped'}",
                              "--method=TrueBox", "--train_command=x",
                              f"--output_json={tmp_path / 'x.json'}"], env=env,
