@@ -233,7 +233,8 @@ ADDITION_RECORDS = (
     AdditionRecord("SPAIR-Unfixed", 32, "results/addition/spair_unfixed_32k.json", STAND_IN),
     AdditionRecord("TrueBB", 32, tuple(f"results/addition/truebb_32k{seed}.json"
                                       for seed in ("", "_seed1", "_seed2"))),
-    AdditionRecord("ConnComp", 32, "results/addition/conncomp_32k.json"),
+    AdditionRecord("ConnComp", 32, tuple(f"results/addition/conncomp_32k{seed}.json"
+                                        for seed in ("", "_seed1", "_seed2"))),
     AdditionRecord("TrueBB", 1, "results/addition/truebb_1k.json"),
     AdditionRecord("TrueBB", 8, "results/addition/truebb_8k.json", "stopped by us"),
     AdditionRecord("ConnComp", 1, "results/addition/conncomp_1k.json"),
