@@ -433,7 +433,8 @@ def test_ink_rule_configs_have_their_own_cache_entries():
     import hashlib
     air = datasets.air_multi_mnist("train", n_images=100)
     old_air = dataclasses.replace(air, overlap_rule="frame_area")
-    options = ("digit_frame", "digit_rounding", "overlap_rule")  # at their defaults here
+    options = ("digit_frame", "digit_rounding", "overlap_rule",
+               "digits_per_class")  # at their defaults here
     record = {"config": {k: v for k, v in dataclasses.asdict(old_air).items()
                          if k not in options}, "format_version": 1}
     digest = hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()[:16]
