@@ -29,7 +29,7 @@ import sys
 
 from absl import flags
 
-from spair_tf import addition, cli, datasets, io_utils
+from spair_tf import addition, cli, io_utils
 
 FLAGS = flags.FLAGS
 PROBE_IMAGES = 1000
@@ -39,8 +39,7 @@ def probe_sets(train, test, configs, load=cli.load_data, n_images=PROBE_IMAGES):
     """{name: dataset} of the three evaluation sets (module docstring). configs: the
     (train, test) ScatterConfigs; load: ScatterConfig → dataset."""
     train_config, test_config = configs
-    first = datasets.Scattered(*(getattr(train, name)[:n_images] for name in
-                                 ("images", "boxes", "counts", "labels")))
+    first = train.head(n_images)
     seen = load(dataclasses.replace(test_config, split="train",
                                     digits_per_class=train_config.digits_per_class))
     return {"train_images": first, "seen_digits": seen, "test": test}
@@ -51,18 +50,18 @@ def main(argv):
         raise ValueError(f"unexpected arguments {argv[1:]}")
     if not FLAGS.output_json:
         raise ValueError("--output_json is required.")
-    stage2, (train, _, test), stage1_checkpoint, _ = addition.stage2_from_flags()
+    run = addition.stage2_from_flags()
+    stage2, (train, _, test), (train_config, _, test_config) = run.stage2, run.data, run.configs
     checkpoint = stage2.checkpoints.restore_best(FLAGS.model_dir)
     if checkpoint is None:
         raise ValueError(f"{FLAGS.model_dir} has no best checkpoint: pass a finished run.")
-    train_config, _, test_config = cli.data_configs()
     sets = probe_sets(train, test, (train_config, test_config))
     accuracy = {name: stage2.accuracy(data, stage2.config.batch_size)
                 for name, data in sets.items()}
     record = {"accuracy": accuracy,
               "n_images": {name: len(data) for name, data in sets.items()},
               "checkpoint": checkpoint, "best_step": int(stage2.best_step.numpy()),
-              "stage1_checkpoint": stage1_checkpoint,
+              "stage1_checkpoint": run.stage1_checkpoint,
               "representation": stage2.representation,
               "command": "PYTHONPATH=. python " + " ".join(sys.argv)}
     io_utils.atomic_write_json(FLAGS.output_json, record)

@@ -117,16 +117,13 @@ def objects(model, data):
     GT digits matched, the fraction of images counted right) for `data` in mean mode."""
     import tensorflow as tf
 
-    forward = tf.function(lambda x: model(x, mode="mean"), reduce_retracing=True)
+    encode = tf.function(lambda x: model.encode(x, mode="mean"), reduce_retracing=True)
     features, labels, matched, total, counted = [], [], 0, 0, 0
     for start in range(0, len(data), 32):
         images = tf.cast(data.images[start:start + 32], tf.float32) / 255.0
-        out = forward(images)
+        out = encode(images)
         batch = images.shape[0]
-        centre_y, centre_x, height, width = np.moveaxis(
-            model.pixel_boxes(out["box"]).numpy().reshape(batch, -1, 4), -1, 0)
-        boxes = np.stack([centre_y - height / 2, centre_x - width / 2,
-                          centre_y + height / 2, centre_x + width / 2], -1)
+        boxes = model.corner_boxes(out["box"]).numpy().reshape(batch, -1, 4)
         present = out["z_pres"].numpy().reshape(batch, -1) > 0.5
         what = out["what_mean"].numpy().reshape(batch, boxes.shape[1], -1)
         for b in range(batch):
@@ -148,14 +145,12 @@ def main(argv):
         raise ValueError(f"unexpected arguments {argv[1:]}")
     if not FLAGS.output_json:
         raise ValueError("--output_json is required.")
-    from spair_tf import datasets, evaluate
+    from spair_tf import evaluate
 
     adopted = flags_util.adopt_recorded_flags(FLAGS.model_dir)
     train_config, _, test_config = cli.data_configs()
     train, test = cli.load_data(train_config), cli.load_data(test_config)
-    n = FLAGS.probe_train_images
-    train = datasets.Scattered(*(getattr(train, name)[:n] for name in
-                                 ("images", "boxes", "counts", "labels")))
+    train = train.head(FLAGS.probe_train_images)
     model, checkpoint = evaluate.restore_model(FLAGS.model_dir, FLAGS.checkpoint,
                                                train.images.shape[1:])
     train_x, train_y, train_matched, _ = objects(model, train)

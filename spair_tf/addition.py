@@ -42,6 +42,7 @@ import dataclasses
 import os
 import sys
 import time
+from typing import NamedTuple
 
 import keras
 import tensorflow as tf
@@ -308,13 +309,19 @@ def check_flags(dataset, model, baseline=None, stage1_dir=None):
                          "objects of either.")
 
 
-def stage2_from_flags():
-    """The run that the command line's flags (absl's FLAGS) describe, before any training.
+class Stage2Run(NamedTuple):
+    """A stage-2 run as the flags describe it (`stage2_from_flags`)."""
+    stage2: Stage2
+    data: tuple             # (train, val, test) datasets.Scattered
+    configs: tuple          # their ScatterConfigs
+    stage1_checkpoint: str | None
+    adopted: list           # names of the flags taken from the stage-1 run's record
 
-    Returns (stage2, (train, val, test) datasets, stage-1 checkpoint path or None, names of
-    the flags adopted from the stage-1 run's record). Used by `main` and by the diagnostic
-    scripts that evaluate a finished run (scripts/addition_digit_pool_probe.py).
-    """
+
+def stage2_from_flags() -> Stage2Run:
+    """The run that the command line's flags (absl's FLAGS) describe, before any training.
+    Used by `main` and by the diagnostic scripts that evaluate a finished run
+    (scripts/addition_digit_pool_probe.py)."""
     from spair_tf import cli, evaluate, flags_util
     from spair_tf.config import TrainConfig
 
@@ -342,24 +349,24 @@ def stage2_from_flags():
         stage1, stage1_checkpoint = evaluate.restore_model(values.stage1_dir, "best",
                                                            data[0].images.shape[1:])
         objects, representation = Objects(stage1), values.representation
-    return (Stage2(objects, representation, values.model_dir, config), data,
-            stage1_checkpoint, adopted)
+    return Stage2Run(Stage2(objects, representation, values.model_dir, config), data,
+                     tuple(configs), stage1_checkpoint, adopted)
 
 
 def main(argv):
-    from spair_tf import cli, io_utils
+    from spair_tf import io_utils
 
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments {argv[1:]}; all options are --flags.")
     FLAGS = flags.FLAGS
-    stage2, data, stage1_checkpoint, adopted = stage2_from_flags()
+    run = stage2_from_flags()
     os.makedirs(FLAGS.model_dir, exist_ok=True)
-    results = stage2.train(*data, log_every=FLAGS.log_every)
-    results.update(stage1_checkpoint=stage1_checkpoint, command=" ".join(sys.argv),
-                   flags_from_stage1_record={name: FLAGS[name].value for name in adopted},
-                   train_config=stage2.config.__dict__,
+    results = run.stage2.train(*run.data, log_every=FLAGS.log_every)
+    results.update(stage1_checkpoint=run.stage1_checkpoint, command=" ".join(sys.argv),
+                   flags_from_stage1_record={name: FLAGS[name].value for name in run.adopted},
+                   train_config=run.stage2.config.__dict__,
                    data={split: dataclasses.asdict(config) for split, config in
-                         zip(("train", "val", "test"), cli.data_configs())})
+                         zip(("train", "val", "test"), run.configs)})
     io_utils.atomic_write_json(os.path.join(FLAGS.model_dir, "results.json"), results)
     print(f"test accuracy {results['test_accuracy']:.4f} at step {results['best_step']} "
           f"({results['n_train']} training images, {results['representation']})", flush=True)

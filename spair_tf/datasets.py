@@ -207,6 +207,10 @@ class Scattered:
     def __len__(self) -> int:
         return self.images.shape[0]
 
+    def head(self, n: int) -> "Scattered":
+        """The first n images (all of them if there are fewer)."""
+        return Scattered(self.images[:n], self.boxes[:n], self.counts[:n], self.labels[:n])
+
     def gt_boxes_list(self) -> list[np.ndarray]:
         """Per image, its ground-truth boxes float32 [count_i, 4]."""
         return [self.boxes[i, :c] for i, c in enumerate(self.counts)]

@@ -178,6 +178,12 @@ class SPAIR(keras.Model):
         return tf.stack([centre_y, centre_x, c.anchor_size * box[..., 2],
                          c.anchor_size * box[..., 3]], axis=-1)
 
+    def corner_boxes(self, box):
+        """box [B, H, W, 4] (b_y, b_x, h, w) → [B, H, W, 4] (ymin, xmin, ymax, xmax) px."""
+        centre_y, centre_x, height, width = tf.unstack(self.pixel_boxes(box), axis=-1)
+        return tf.stack([centre_y - height / 2, centre_x - width / 2,
+                         centre_y + height / 2, centre_x + width / 2], axis=-1)
+
     def render_boxes(self, box, image_size):
         """The renderer's (top_y, left_x, height, width), normalised by the image size."""
         centre_y, centre_x, height, width = tf.unstack(self.pixel_boxes(box), axis=-1)
@@ -261,9 +267,7 @@ class SPAIR(keras.Model):
             raise ValueError(f"mode={mode!r}: detection modes are 'mean' and 'paper'.")
         out = self(images, mode=mode)
         batch = tf.shape(images)[0]
-        centre_y, centre_x, height, width = tf.unstack(self.pixel_boxes(out["box"]), axis=-1)
-        boxes = tf.stack([centre_y - height / 2, centre_x - width / 2,
-                          centre_y + height / 2, centre_x + width / 2], axis=-1)
+        boxes = self.corner_boxes(out["box"])
         valid = tf.reshape(out["z_pres"] > 0.5, [batch, -1])
         if mode == "mean":
             scores = tf.reshape(latents.pres_probability(out["pres_logit"]), [batch, -1])

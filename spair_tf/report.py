@@ -228,13 +228,18 @@ class AdditionRecord:
 
 
 STAND_IN = "stage 1: Exp. 1 n = 5"
+
+
+def _three_seeds(stem):
+    """The records of seeds 0, 1, 2 of results/addition/<stem> (seed 0 has no suffix)."""
+    return tuple(f"results/addition/{stem}{seed}.json" for seed in ("", "_seed1", "_seed2"))
+
+
 ADDITION_RECORDS = (
     AdditionRecord("SPAIR-Fixed", 32, "results/addition/spair_fixed_32k.json", STAND_IN),
     AdditionRecord("SPAIR-Unfixed", 32, "results/addition/spair_unfixed_32k.json", STAND_IN),
-    AdditionRecord("TrueBB", 32, tuple(f"results/addition/truebb_32k{seed}.json"
-                                      for seed in ("", "_seed1", "_seed2"))),
-    AdditionRecord("ConnComp", 32, tuple(f"results/addition/conncomp_32k{seed}.json"
-                                        for seed in ("", "_seed1", "_seed2"))),
+    AdditionRecord("TrueBB", 32, _three_seeds("truebb_32k")),
+    AdditionRecord("ConnComp", 32, _three_seeds("conncomp_32k")),
     AdditionRecord("TrueBB", 1, "results/addition/truebb_1k.json"),
     AdditionRecord("TrueBB", 8, "results/addition/truebb_8k.json", "stopped by us"),
     AdditionRecord("ConnComp", 1, "results/addition/conncomp_1k.json"),
