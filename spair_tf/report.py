@@ -240,6 +240,7 @@ ADDITION_RECORDS = (
     AdditionRecord("SPAIR-Unfixed", 32, "results/addition/spair_unfixed_32k.json", STAND_IN),
     AdditionRecord("TrueBB", 32, _three_seeds("truebb_32k")),
     AdditionRecord("ConnComp", 32, _three_seeds("conncomp_32k")),
+    AdditionRecord("ConvNet", 32, "results/addition/convnet_32k.json"),
     AdditionRecord("TrueBB", 1, "results/addition/truebb_1k.json"),
     AdditionRecord("TrueBB", 8, "results/addition/truebb_8k.json", "stopped by us"),
     AdditionRecord("ConnComp", 1, "results/addition/conncomp_1k.json"),

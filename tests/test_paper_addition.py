@@ -13,7 +13,8 @@ original code's digits (64k images of the same kind; BUILD_NOTES, "Addition task
 records (results/addition/spair_{fixed,unfixed}_32k.json) say how far they are from the
 paper: Fixed 0.190 (a complete run, stopped by its patience), Unfixed 0.439 (best of 56k
 steps, stopped 7k after its best), against 0.433 and 0.541. The baselines: TrueBB 0.708 (seed 0;
-0.688 over three seeds) and ConnComp 0.130 (complete runs), against 0.826 and 0.127.
+0.688 over three seeds), ConnComp 0.130 and ConvNet 0.142 (complete runs), against 0.826,
+0.127 and 0.109.
 """
 
 import json
@@ -43,6 +44,8 @@ RUNS = [
      "results/addition/truebb_32k_state"),
     ("ConnComp", 32, "configs/addition/conncomp.flags", None, None,
      "results/addition/conncomp_32k_state"),
+    ("ConvNet", 32, "configs/addition/convnet.flags", None, None,
+     "results/addition/convnet_32k_state"),
 ]
 
 
