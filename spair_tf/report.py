@@ -243,7 +243,10 @@ ADDITION_RECORDS = (
     AdditionRecord("ConvNet", 32, "results/addition/convnet_32k.json"),
     AdditionRecord("TrueBB", 1, "results/addition/truebb_1k.json"),
     AdditionRecord("TrueBB", 8, "results/addition/truebb_8k.json", "stopped by us"),
+    AdditionRecord("TrueBB", 128, "results/addition/truebb_128k.json"),
     AdditionRecord("ConnComp", 1, "results/addition/conncomp_1k.json"),
+    AdditionRecord("ConnComp", 8, "results/addition/conncomp_8k.json"),
+    AdditionRecord("ConnComp", 128, "results/addition/conncomp_128k.json"),
 )
 
 
