@@ -13,6 +13,10 @@ and draws, each next to the paper's values:
 - `fig3.png`: Experiment 2 (Fig. 3): AP, count |error| and count 0-1 error against the
   number of digits in full 84×84 test images; the paper's curves for SPAIR's three training
   conditions and ConnComp, ours from `EXPERIMENT2_RECORDS`.
+- `fig4.png`: the addition task (Fig. 4): test accuracy of the sum against the training-set
+  size, one colour per method; the paper's points joined by a dashed line, ours
+  (`report.ADDITION_RECORDS`) as markers, with the 95% interval over seeds where a cell has
+  several.
 - `training_curves.png`: validation AP against training steps for every run in
   `report.RECORDS` with a validation curve, the paper's test AP for its n dashed.
 
@@ -139,6 +143,19 @@ def fig3_data(records=EXPERIMENT2_RECORDS, root=report.REPOSITORY):
     return data
 
 
+def fig4_data(records=report.ADDITION_RECORDS, root=report.REPOSITORY):
+    """Fig. 4's series: per method the paper's accuracies by size and our cells
+    (`report.addition_measured`); a size the paper has no value for is left out."""
+    cells = report.addition_measured(records, root)
+    data = {}
+    for method in report.ADDITION_METHODS:
+        paper = {k: v for k, v in paper_numbers.ADDITION[method].items() if v is not None}
+        data[method] = {"paper": {"thousands": sorted(paper),
+                                  "accuracy": [paper[k] for k in sorted(paper)]},
+                        "ours": [c for c in cells if c["method"] == method]}
+    return data
+
+
 def training_curve_data(records=report.RECORDS, root=report.REPOSITORY):
     """Validation AP (%) against steps for every recorded run with a `val_curve`."""
     curves = []
@@ -162,7 +179,7 @@ def training_curve_data(records=report.RECORDS, root=report.REPOSITORY):
 
 def figure_data(root=report.REPOSITORY):
     return {"fig2": fig2_data(root=root), "fig3": fig3_data(root=root),
-            "training_curves": training_curve_data(root=root)}
+            "fig4": fig4_data(root=root), "training_curves": training_curve_data(root=root)}
 
 
 def _pyplot():
@@ -240,6 +257,35 @@ def draw_fig3(data):
     return figure
 
 
+def draw_fig4(data):
+    plt = _pyplot()
+    figure, ax = plt.subplots(figsize=(8, 5))
+    for index, method in enumerate(report.ADDITION_METHODS):
+        colour = f"C{index}"
+        paper = data[method]["paper"]
+        ax.plot(paper["thousands"], paper["accuracy"], "--", color=colour, alpha=0.7,
+                label=f"paper: {method}", gid="paper")
+        for cell in data[method]["ours"]:
+            low, high = cell["ci95"] or (cell["accuracy"], cell["accuracy"])
+            error = [[cell["accuracy"] - low], [high - cell["accuracy"]]]
+            bars = ax.errorbar([cell["thousands"]], [cell["accuracy"]], yerr=error, fmt="o",
+                               color=colour, markeredgecolor="black", capsize=3,
+                               label=f"ours: {method}")
+            bars.lines[0].set_gid("ours")
+    ax.set_xscale("log")
+    ax.set_xticks(list(report.ADDITION_SIZES))
+    ax.set_xticklabels([f"{k}k" for k in report.ADDITION_SIZES])
+    ax.set_xlabel("training images")
+    ax.set_ylabel("test accuracy of the sum")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    _legend(ax, fontsize=7, ncol=2, loc="upper left")
+    ax.set_title("Addition task (paper Fig. 4): ours (markers; 95% CI over seeds) beside "
+                 "the paper's (dashed)", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
 def draw_training_curves(curves):
     plt = _pyplot()
     models = [m for m in report.MODELS if any(c["model"] == m for c in curves)]
@@ -266,8 +312,9 @@ def draw_training_curves(curves):
 
 
 def draw_all(data):
-    """{file name: matplotlib figure} for the three figures."""
+    """{file name: matplotlib figure} for the four figures."""
     return {"fig2.png": draw_fig2(data["fig2"]), "fig3.png": draw_fig3(data["fig3"]),
+            "fig4.png": draw_fig4(data["fig4"]),
             "training_curves.png": draw_training_curves(data["training_curves"])}
 
 
@@ -283,9 +330,10 @@ def write(output_dir, data, command):
         io_utils.atomic_write_bytes(os.path.join(output_dir, name), buffer.getvalue())
     io_utils.atomic_write_json(os.path.join(output_dir, "figures.json"), {
         "command": command,
-        "description": "Every series drawn in fig2.png, fig3.png and training_curves.png: "
-                       "the paper's values (SPAIR_SPEC §5) and ours, each with its source "
-                       "record. AP in percent.",
+        "description": "Every series drawn in fig2.png, fig3.png, fig4.png and "
+                       "training_curves.png: the paper's values (SPAIR_SPEC §5) and ours, "
+                       "each with its source record. AP in percent; Fig. 4's accuracies "
+                       "as fractions.",
         **data})
 
 
@@ -301,7 +349,8 @@ def main(argv=None):
         return 1
     command = "python -m spair_tf.figures --output_dir " + args.output_dir
     write(args.output_dir, data, command)
-    print(f"wrote fig2.png, fig3.png, training_curves.png and figures.json to {args.output_dir}")
+    print(f"wrote fig2.png, fig3.png, fig4.png, training_curves.png and figures.json to "
+          f"{args.output_dir}")
     return 0
 
 

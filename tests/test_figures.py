@@ -25,7 +25,7 @@ def test_committed_figures_are_the_records_figures():
         committed = json.load(f)
     for name, data in figures.figure_data().items():
         assert committed[name] == _as_json(data), name
-    for png in ("fig2.png", "fig3.png", "training_curves.png"):
+    for png in ("fig2.png", "fig3.png", "fig4.png", "training_curves.png"):
         assert os.path.exists(os.path.join(os.path.dirname(COMMITTED), png)), png
 
 
@@ -110,6 +110,33 @@ def test_fig3_errors_name_the_file(tmp_path):
         figures.fig3_data((dataclasses.replace(record, path="gone.json"),), root=str(tmp_path))
 
 
+def test_fig4_draws_each_cell_with_its_interval_and_the_papers_points(tmp_path):
+    # Two seeds of one cell (mean 0.3, t-interval ± 12.706·0.1/√2) and a one-seed cell.
+    for name, accuracy in (("a.json", 0.25), ("b.json", 0.35), ("c.json", 0.5)):
+        (tmp_path / name).write_text(json.dumps({"test_accuracy": accuracy, "steps": 1000}))
+    records = (report.AdditionRecord("TrueBB", 32, ("a.json", "b.json")),
+               report.AdditionRecord("ConnComp", 128, "c.json"))
+    data = figures.fig4_data(records, root=str(tmp_path))
+    figure = figures.draw_fig4(data)
+    (ax,) = figure.axes
+    ours = sorted((float(line.get_xdata()[0]), float(line.get_ydata()[0]))
+                  for line in _lines(ax, "ours"))
+    assert ours == pytest.approx([(32.0, 0.3), (128.0, 0.5)])
+    half = 12.706 * np.std([0.25, 0.35], ddof=1) / np.sqrt(2)
+    (bar,) = [c for c in ax.collections if len(c.get_segments()) == 1
+              and np.allclose(c.get_segments()[0][:, 0], 32.0)]
+    np.testing.assert_allclose(sorted(bar.get_segments()[0][:, 1]),
+                               [0.3 - half, 0.3 + half], atol=1e-3)
+    papers = _lines(ax, "paper")
+    assert len(papers) == len(report.ADDITION_METHODS)
+    for line, method in zip(papers, report.ADDITION_METHODS):
+        paper = {k: v for k, v in paper_numbers.ADDITION[method].items() if v is not None}
+        np.testing.assert_allclose(line.get_xdata(), sorted(paper))
+        np.testing.assert_allclose(line.get_ydata(), [paper[k] for k in sorted(paper)])
+    # ConnComp has no paper value at 8k (SPAIR_SPEC §5.4): its dashed line skips it.
+    assert 8 not in data["ConnComp"]["paper"]["thousands"]
+
+
 def test_training_curves_one_per_file_in_percent(tmp_path):
     (tmp_path / "air.json").write_text(json.dumps({
         "best": 0.1, "val_curve": [{"step": 1000, "val_AP": 0.02}, {"step": 2000, "val_AP": 0.1}]}))
@@ -126,7 +153,7 @@ def test_training_curves_one_per_file_in_percent(tmp_path):
 def test_write_makes_readable_pngs_and_the_json(tmp_path):
     data = figures.figure_data()
     figures.write(str(tmp_path), data, "test")
-    for name in ("fig2.png", "fig3.png", "training_curves.png"):
+    for name in ("fig2.png", "fig3.png", "fig4.png", "training_curves.png"):
         with Image.open(tmp_path / name) as image:
             assert image.format == "PNG" and min(image.size) > 200, name
             pixels = np.asarray(image.convert("L"))
