@@ -241,10 +241,11 @@ ADDITION_RECORDS = (
     AdditionRecord("TrueBB", 32, _three_seeds("truebb_32k")),
     AdditionRecord("ConnComp", 32, _three_seeds("conncomp_32k")),
     AdditionRecord("ConvNet", 32, "results/addition/convnet_32k.json"),
-    AdditionRecord("TrueBB", 1, "results/addition/truebb_1k.json"),
+    AdditionRecord("ConvNet", 1, "results/addition/convnet_1k.json"),
+    AdditionRecord("TrueBB", 1, _three_seeds("truebb_1k")),
     AdditionRecord("TrueBB", 8, "results/addition/truebb_8k.json", "stopped by us"),
     AdditionRecord("TrueBB", 128, "results/addition/truebb_128k.json"),
-    AdditionRecord("ConnComp", 1, "results/addition/conncomp_1k.json"),
+    AdditionRecord("ConnComp", 1, _three_seeds("conncomp_1k")),
     AdditionRecord("ConnComp", 8, "results/addition/conncomp_8k.json"),
     AdditionRecord("ConnComp", 128, "results/addition/conncomp_128k.json"),
 )
