@@ -220,14 +220,16 @@ class AdditionRecord:
     """Where one measured cell of Fig. 4 is recorded: a stage-2 run's JSON (keys
     "test_accuracy", "steps") under the repository, or a tuple of them, one per seed (the
     cell is then their mean with a 95% t-interval, as the paper's means over seeds);
-    `note` qualifies the run (e.g. a stand-in stage 1)."""
+    `note` qualifies the run (e.g. a stage 1 stopped early)."""
     method: str
     thousands: int
     path: str | tuple
     note: str = ""
 
 
-STAND_IN = "stage 1: Exp. 1 n = 5"
+# SPAIR's stage 1 on the 32k addition images (results/addition/spair_stage1_32k.json) was
+# stopped by us at 45k steps, short of its 50k-step patience.
+OWN_STAGE1_32K = "stage 1 stopped at 45k"
 
 
 def _three_seeds(stem):
@@ -236,8 +238,9 @@ def _three_seeds(stem):
 
 
 ADDITION_RECORDS = (
-    AdditionRecord("SPAIR-Fixed", 32, "results/addition/spair_fixed_32k.json", STAND_IN),
-    AdditionRecord("SPAIR-Unfixed", 32, "results/addition/spair_unfixed_32k.json", STAND_IN),
+    AdditionRecord("SPAIR-Fixed", 32, "results/addition/spair_fixed_32k.json", OWN_STAGE1_32K),
+    AdditionRecord("SPAIR-Unfixed", 32, "results/addition/spair_unfixed_32k.json",
+                   OWN_STAGE1_32K),
     AdditionRecord("TrueBB", 32, _three_seeds("truebb_32k")),
     AdditionRecord("ConnComp", 32, _three_seeds("conncomp_32k")),
     AdditionRecord("ConvNet", 32, "results/addition/convnet_32k.json"),
