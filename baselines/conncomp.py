@@ -8,7 +8,7 @@ pixels is one detected object, its box the min/max row and column index of its p
 on (a subset of) the training split.
 
 Connected components are computed in TF ops (tensorflow-addons does not run on current
-TF), batched and XLA-compiled, by min-label union-find on the pixel grid:
+TF), batched, by min-label union-find on the pixel grid:
 
   every foreground pixel p holds a parent pointer L[p], a flat pixel index in its own
   component, initially p itself. One round: (1) hooking: m[p] = the smallest L over p and
@@ -20,6 +20,11 @@ TF), batched and XLA-compiled, by min-label union-find on the pixel grid:
   pixel in raster order). Hooking whole trees and pointer jumping keep the round count
   small (3 rounds for a 200×200 spiral, about 6 on dense random masks) where plain
   min-label propagation needs as many rounds as the component's length.
+
+Each stage of a round (hooking, one pointer-jumping step, the convergence test) is its own
+XLA computation, looped by a graph `tf.while_loop`. As one XLA computation the round was
+2.5–3× slower on the CPU: XLA fused the neighbour minimum into the gathers that read it,
+recomputing it per gathered element in an unvectorised loop (BUILD_NOTES, "ConnComp").
 
 Labels are then numbered 1..K per image in raster order of each component's first pixel:
 the order of `scipy.ndimage.label` and of TF 1.x's `tf.contrib.image.connected_components`
@@ -101,8 +106,42 @@ def _neighbour_min(parent, mask):
     return tf.where(mask, tf.minimum(smallest, values), parent)
 
 
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _hook(parent, mask):
+    """Hooking: each pixel's root, and the pixel, adopt the smallest parent at the pixel.
+
+    Args:
+      parent: int32 [B, H, W] parent pointers (flat pixel indices).
+      mask: bool [B, H, W] foreground.
+
+    Returns:
+      int32 [B, H, W], the hooked pointers (background pixels scatter their own index onto
+      themselves: a no-op).
+    """
+    smallest = _neighbour_min(parent, mask)                                     # [B, H, W]
+    flat = tf.reshape(parent, [-1])                                             # [P]
+    hooked = tf.tensor_scatter_nd_min(flat, flat[:, None], tf.reshape(smallest, [-1]))
+    return tf.minimum(tf.reshape(hooked, tf.shape(mask)), smallest)             # [B, H, W]
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _jump(parent):
+    """One pointer-jumping step L[p] <- L[L[p]]: int32 [B, H, W] -> [B, H, W]."""
+    return tf.gather(tf.reshape(parent, [-1]), parent)
+
+
+@tf.function(jit_compile=True, reduce_retracing=True)
+def _changed(new, old):
+    """Whether any pointer moved: bool []."""
+    return tf.reduce_any(new != old)
+
+
+@tf.function(reduce_retracing=True)
 def _component_roots(mask):
     """Flat index of each pixel's component root, the component's first raster pixel.
+
+    A graph loop over XLA-compiled stages (module docstring); call it outside any
+    `jit_compile` function, or XLA inlines the stages into one slow computation.
 
     Args:
       mask: bool [B, H, W].
@@ -111,20 +150,13 @@ def _component_roots(mask):
       int32 [B, H, W]: for a foreground pixel, the smallest flat index (b·H·W + y·W + x)
       of its 4-connected component; for a background pixel, its own index.
     """
-    shape = tf.shape(mask)                                                      # [3]
-    parent = tf.reshape(tf.range(tf.size(mask, out_type=tf.int32)), shape)      # [B, H, W]
+    parent = tf.reshape(tf.range(tf.size(mask, out_type=tf.int32)), tf.shape(mask))
 
     def hook_and_jump(parent, _):
-        smallest = _neighbour_min(parent, mask)                                 # [B, H, W]
-        # Hooking: a pixel's root adopts the smallest label seen at the pixel (background
-        # pixels scatter their own index onto themselves: a no-op).
-        flat = tf.reshape(parent, [-1])                                         # [P]
-        hooked = tf.tensor_scatter_nd_min(flat, flat[:, None], tf.reshape(smallest, [-1]))
-        hooked = tf.minimum(tf.reshape(hooked, shape), smallest)                # [B, H, W]
+        hooked = _hook(parent, mask)                                            # [B, H, W]
         # Pointer jumping halves the distance to the root, twice per round.
-        for _ in range(2):
-            hooked = tf.gather(tf.reshape(hooked, [-1]), hooked)
-        return hooked, tf.reduce_any(hooked != parent)
+        jumped = _jump(_jump(hooked))                                           # [B, H, W]
+        return jumped, _changed(jumped, parent)
 
     parent, _ = tf.while_loop(
         lambda parent, changed: changed, hook_and_jump, [parent, tf.constant(True)])
@@ -132,10 +164,9 @@ def _component_roots(mask):
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
-def _labels_compiled(mask):
+def _labels_from_roots(mask, roots):
     """Consecutive per-image labels from the roots (see `connected_components`)."""
     shape = tf.shape(mask)
-    roots = _component_roots(mask)                                              # [B, H, W]
     index = tf.reshape(tf.range(tf.size(mask, out_type=tf.int32)), shape)       # [B, H, W]
     is_root = mask & (roots == index)                                           # [B, H, W]
     per_image = tf.reshape(tf.cast(is_root, tf.int32), [shape[0], -1])         # [B, H*W]
@@ -146,8 +177,9 @@ def _labels_compiled(mask):
 def connected_components(mask):
     """4-connected components of a batch of binary masks (SPAIR_SPEC §4.1), in TF ops.
 
-    Runs eagerly or inside a `tf.function`; the work is one XLA-compiled graph of
-    elementwise ops, gathers and a scatter-min (no CPU-only op), so it runs on GPU.
+    Runs eagerly or inside a `tf.function` (not inside a `jit_compile` one: see
+    `_component_roots`); the work is XLA-compiled elementwise ops, gathers and a
+    scatter-min in a graph loop (no CPU-only op), so it runs on GPU.
 
     Args:
       mask: bool [B, H, W] (tf.Tensor or numpy array).
@@ -162,7 +194,7 @@ def connected_components(mask):
       ValueError: mask is not of rank 3, or has 2**31 - 1 pixels or more.
     """
     mask = _check_mask(mask)
-    return _labels_compiled(mask)
+    return _labels_from_roots(mask, _component_roots(mask))
 
 
 # ------------------------------------------------------------------------------
@@ -226,8 +258,9 @@ def foreground_mask(images, tau, background=(0.0, 0.0, 0.0)):
 
 
 @tf.function(jit_compile=True, reduce_retracing=True)
-def _component_extents(mask):
-    """Per-pixel component data for the boxes, all static shapes (XLA).
+def _component_extents(mask, roots):
+    """Per-pixel component data for the boxes, all static shapes (XLA), from the
+    components' roots (`_component_roots`).
 
     Returns:
       is_root: bool [P], the first (raster) pixel of each component.
@@ -237,7 +270,7 @@ def _component_extents(mask):
     """
     shape = tf.shape(mask)
     n_pixels = tf.size(mask, out_type=tf.int32)
-    roots = tf.reshape(_component_roots(mask), [-1])                            # [P]
+    roots = tf.reshape(roots, [-1])                                             # [P]
     index = tf.range(n_pixels, dtype=tf.int32)                                  # [P]
     is_root = tf.reshape(mask, [-1]) & (roots == index)                         # [P]
     within_image = index % (shape[1] * shape[2])
@@ -256,7 +289,7 @@ def _detect_from_mask(mask):
     boxes_out = []
     for start in range(0, n_images, _CHUNK_IMAGES):
         chunk = mask[start:start + _CHUNK_IMAGES]                               # [b, H, W]
-        is_root, extents = _component_extents(chunk)
+        is_root, extents = _component_extents(chunk, _component_roots(chunk))
         # Roots in raster order are the components in label order 1..K, image by image.
         boxes = tf.gather(extents, tf.where(is_root)[:, 0]).numpy()             # [R, 4]
         counts = tf.reduce_sum(
@@ -490,6 +523,9 @@ def benchmark(n_masks=1000, size=48, density=0.5, repeats=5, seed=0):
     Both on the same random masks in the same process; the TF function is warmed up
     (traced and compiled) first; each side's time is the best of `repeats` runs and
     includes the conversion of the result to numpy. Partitions are checked to agree.
+    The reference for the memory traffic: one XLA pass that reads and writes int32
+    pointers over every pixel (`x + 1`), the least a round of the labelling does several
+    times.
     """
     import scipy.ndimage
 
@@ -498,8 +534,14 @@ def benchmark(n_masks=1000, size=48, density=0.5, repeats=5, seed=0):
     structure = scipy.ndimage.generate_binary_structure(2, 1)
 
     connected_components(masks).numpy()                                         # warm-up
-    tf_times, scipy_times = [], []
+    pointers = tf.zeros(masks.shape, tf.int32)                                  # [N, S, S]
+    one_pass = tf.function(lambda x: x + 1, jit_compile=True)
+    one_pass(pointers).numpy()                                                  # warm-up
+    tf_times, scipy_times, pass_times = [], [], []
     for _ in range(repeats):
+        start = time.perf_counter()
+        one_pass(pointers).numpy()
+        pass_times.append(time.perf_counter() - start)
         start = time.perf_counter()
         labels_tf = connected_components(masks).numpy()
         tf_times.append(time.perf_counter() - start)
@@ -514,6 +556,9 @@ def benchmark(n_masks=1000, size=48, density=0.5, repeats=5, seed=0):
         "tf_seconds_all": tf_times, "scipy_loop_seconds_all": scipy_times,
         # > 1 means connected_components is faster than the scipy loop.
         "speedup_tf_over_scipy_loop": min(scipy_times) / min(tf_times),
+        "xla_pass_seconds_best": min(pass_times),
+        # The labelling's time in passes over the pixels.
+        "tf_over_xla_pass": min(tf_times) / min(pass_times),
         "labels_equal_scipy": bool(agree),
         "device": "GPU" if tf.config.list_physical_devices("GPU") else "CPU",
         "cpu_count": os.cpu_count(),

@@ -391,3 +391,12 @@ def test_count_tau_search_picks_the_tau_scipy_counts_say_is_best():
     for name in reference:
         assert found[name]["tau"] == reference[name]["tau"], name
         assert found[name]["value"] == pytest.approx(reference[name]["value"]), name
+
+
+def test_benchmark_agrees_with_scipy_and_times_each_side():
+    result = conncomp.benchmark(n_masks=20, size=12, density=0.5, repeats=2, seed=3)
+    assert result["labels_equal_scipy"] is True
+    for key in ("tf_seconds_best", "scipy_loop_seconds_best", "xla_pass_seconds_best"):
+        assert 0 < result[key] < 60, (key, result[key])
+    assert result["tf_over_xla_pass"] == pytest.approx(
+        result["tf_seconds_best"] / result["xla_pass_seconds_best"])
