@@ -1,8 +1,8 @@
 """Diagnostic: how well a SPAIR model's z_what tells the digits apart (addition task).
 
 SPAIR-Fixed (Fig. 4) learns the sum from a frozen SPAIR's z_what means, and ours does not
-fit even its training images (results/addition/digit_pool_probe_32k.json: 0.24). This
-script asks whether the information is there. On the addition images (the model's flags,
+fit even its training images (results/addition/digit_pool_probe_32k.json: 0.19 on its own
+stage 1, 0.24 on the stand-in). This script asks whether the information is there. On the addition images (the model's flags,
 --dataset=addition) it runs the model in mean mode, pairs each ground-truth digit with the
 present cell whose box overlaps it most (IoU ≥ 0.5, else the digit is unmatched), and fits
 two classifiers of the digit's class to the matched cells' z_what means:
