@@ -176,3 +176,45 @@ def test_addition_record_script_writes_what_the_report_reads(tmp_path):
                             capture_output=True, text=True)
     assert failed.returncode == 2 and "--method='TrueBox'" in failed.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_spair_progress_record_script_writes_what_the_report_reads(tmp_path):
+    import subprocess
+    import sys
+
+    script = os.path.join(report.REPOSITORY, "scripts", "spair_progress_record.py")
+    env = {**os.environ, "PYTHONPATH": report.REPOSITORY}
+    run = tmp_path / "run"
+    run.mkdir()
+    history = [{"step": s, "AP": ap, "count_abs_error": 0.5}
+               for s, ap in ((1000, 0.2), (2000, 0.45), (3000, 0.4))]
+    (run / "val_history.json").write_text(json.dumps(history))
+    (run / "flags.json").write_text(json.dumps({"n_digits": 7, "digit_frame": "emnist",
+                                                  "dataset": "experiment1", "model": "spair"}))
+    test = {"AP": 0.43, "AP_corrected": 0.42, "mode": "paper", "n_images": 1000,
+            "checkpoint": "/somewhere/best/ckpt-2000", "dataset": {"unkept": 1}}
+    (tmp_path / "test.json").write_text(json.dumps(test))
+    out = tmp_path / "progress.json"
+    args = [sys.executable, script, f"--run_dir={run}", "--state=results/spair/x_state", f"--output_json={out}"]
+    test_arg = f"--test_json={tmp_path / 'test.json'}"
+    for command in ("train one", "train two", "train two"):
+        subprocess.run(args + [f"--train_command={command}", test_arg],
+                       check=True, env=env, capture_output=True)
+    record = json.loads(out.read_text())
+    assert record["best_val"]["step"] == 2000 and record["last_val_step"] == 3000
+    assert record["paper_test_AP"] == 0.659                   # Fig. 2, SPAIR at n = 7
+    assert "original code's digits" in record["description"]
+    assert record["commands"]["train"] == ["train one", "train two"]
+    assert record["test"]["step"] == 2000 and "dataset" not in record["test"]
+    cells = report.measured((report.Record("SPAIR", 7, out.name, ("test", "AP"),
+                                           report.LAST_VALIDATED_STEP, "original"),),
+                            root=str(tmp_path))
+    assert (cells[0]["AP"], cells[0]["AP_corrected"], cells[0]["steps"]) == (43.0, 42.0, 3000)
+    # A test of another checkpoint than the best is refused, and nothing is written.
+    test["checkpoint"] = "/somewhere/best/ckpt-3000"
+    (tmp_path / "test.json").write_text(json.dumps(test))
+    failed = subprocess.run(args[:-1] + [f"--output_json={tmp_path / 'x.json'}",
+                                         "--train_command=t", test_arg],
+                            env=env, capture_output=True, text=True)
+    assert failed.returncode == 2 and "step 3000" in failed.stderr
+    assert not (tmp_path / "x.json").exists()
