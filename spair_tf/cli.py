@@ -11,7 +11,7 @@ import sys
 
 from absl import flags
 
-DATASETS = ("experiment1", "experiment2", "air_multi_mnist", "addition")
+DATASETS = ("experiment1", "experiment2", "air_multi_mnist", "addition", "space_invaders")
 
 
 def define_data_flags(values=flags.FLAGS):
@@ -20,7 +20,9 @@ def define_data_flags(values=flags.FLAGS):
                       "--n_digits), experiment2 (48×48 crops of 84×84 images with "
                       "--digit_range digits; evaluation on full 84×84 images with exactly "
                       "--n_digits), air_multi_mnist (AIR's 50×50, 0–2 digits of 28×28), "
-                      "addition (48×48, 5 digits).", flag_values=values)
+                      "addition (48×48, 5 digits), space_invaders (SPAIR_SPEC §2.3: 48×48 "
+                      "crops of Space Invaders frames, 4 per frame; test on full 210×160 "
+                      "frames; no boxes).", flag_values=values)
     flags.DEFINE_integer("n_digits", 5, "Digits per image (experiment1; experiment2 "
                          "evaluation).", lower_bound=0, flag_values=values)
     flags.DEFINE_enum("digit_range", "1-5", ("1-5", "6-10", "11-15"),
@@ -58,11 +60,33 @@ def define_digit_flags(values=flags.FLAGS):
                       "14x14 sprites to 8 bits (the original truncated).", flag_values=values)
 
 
+def _atari_configs(values):
+    """(train, val, test) AtariConfigs; image counts are crops (4 per frame) for train and
+    val, frames for test."""
+    from spair_tf import atari
+
+    configs = []
+    for split, n in zip(("train", "val", "test"),
+                        (values.train_images, values.val_images, values.test_images)):
+        config = atari.preset(split)
+        if n:
+            per_frame = config.crops_per_frame if config.crop_size else 1
+            if n % per_frame:
+                raise ValueError(f"--{split}_images={n}: Space Invaders {split} images are "
+                                 f"{per_frame} crops per frame; use a multiple of {per_frame}.")
+            config = dataclasses.replace(config, n_frames=n // per_frame)
+        configs.append(config)
+    return configs
+
+
 def data_configs(values=flags.FLAGS):
-    """(train, val, test) ScatterConfigs from the data flags."""
+    """(train, val, test) dataset configs from the data flags: ScatterConfigs, or
+    AtariConfigs for --dataset=space_invaders."""
     from spair_tf import datasets
 
     name = values.dataset
+    if name == "space_invaders":
+        return _atari_configs(values)
     if name == "experiment1":
         configs = [datasets.experiment1(values.n_digits, split) for split in
                    ("train", "val", "test")]
@@ -107,8 +131,10 @@ def parse_digit_counts(items):
 
 
 def load_data(config, values=flags.FLAGS):
-    from spair_tf import datasets
+    from spair_tf import atari, datasets
 
+    if isinstance(config, atari.AtariConfig):
+        return atari.load(config, cache_dir=values.data_cache_dir)
     return datasets.load(config, cache_dir=values.data_cache_dir)
 
 

@@ -126,6 +126,9 @@ class SpairConfig:
         return 4 + self.n_what + 2
 
 
+SELECTIONS = ("AP", "reconstruction")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """How a model is optimised (SPAIR_SPEC §1.11; AIR's values in §4.2).
@@ -137,7 +140,12 @@ class TrainConfig:
         gradient_noise: add N(0, 1)·0.001·0.1^(t/1000) after clipping (SPAIR only).
         max_steps: the last global step.
         eval_every: steps between validation evaluations (and checkpoints).
-        patience: stop when validation AP has not improved for this many steps (0 disables).
+        patience: stop when the validation score has not improved for this many steps
+            (0 disables).
+        selection: the validation score that picks the best checkpoint: "AP" (the highest
+            validation AP, paper protocol: the digit datasets) or "reconstruction" (the
+            lowest validation reconstruction loss: data without boxes, e.g. Space Invaders;
+            the original's `stopping_criteria="loss_reconstruction,min"` there).
         checkpoints_to_keep: how many recent checkpoints CheckpointManager keeps.
         seed: seeds the model's initialisation, the sampling noise and the data order.
         xla: compile the loss and its gradient with XLA (`jit_compile`): the same
@@ -159,8 +167,11 @@ class TrainConfig:
     checkpoints_to_keep: int = 3
     seed: int = 0
     xla: bool = True
+    selection: str = "AP"
 
     def __post_init__(self):
+        if self.selection not in SELECTIONS:
+            raise ValueError(f"selection={self.selection!r}: expected one of {SELECTIONS}.")
         for name in ("batch_size", "learning_rate", "max_steps", "eval_every"):
             _positive(name, getattr(self, name))
         if self.clip_norm < 0 or self.patience < 0:

@@ -400,8 +400,18 @@ def _sha256_file(path) -> str:
     return digest.hexdigest()
 
 
-def _read_cache(config, data_path, manifest_path) -> Scattered:
-    """Returns the cached dataset, or raises ValueError saying what does not match."""
+def read_cache_entry(record, data_path, manifest_path, expected, config_defaults=None) -> dict:
+    """The arrays of a cache entry whose manifest matches `record`, or ValueError saying what
+    does not match.
+
+    Args:
+      record: dict of the keys the manifest must hold with these values (the config and the
+        format version).
+      data_path, manifest_path: the entry's .npz and .json.
+      expected: dict array name → (shape, dtype) the .npz must hold.
+      config_defaults: values of config fields added after the first cache format; a
+        manifest's "config" that lacks one reads as its default.
+    """
     try:
         with open(manifest_path, "r", encoding="utf-8") as f:
             manifest = json.load(f)
@@ -409,10 +419,9 @@ def _read_cache(config, data_path, manifest_path) -> Scattered:
         raise ValueError(f"manifest {manifest_path} is unreadable ({e})") from None
     if not isinstance(manifest, dict):
         raise ValueError(f"manifest {manifest_path} is not a JSON object")
-    expected = _config_record(config)
-    if isinstance(manifest.get("config"), dict):  # written before the optional fields existed
-        manifest["config"] = {**_OPTIONAL_FIELDS, **manifest["config"]}
-    for key, value in expected.items():
+    if config_defaults and isinstance(manifest.get("config"), dict):
+        manifest["config"] = {**config_defaults, **manifest["config"]}
+    for key, value in record.items():
         if manifest.get(key) != value:
             raise ValueError(f"manifest {manifest_path} has {key}={manifest.get(key)!r}, "
                              f"expected {value!r}")
@@ -424,18 +433,41 @@ def _read_cache(config, data_path, manifest_path) -> Scattered:
                          f"{manifest.get('sha256')}")
     try:
         with np.load(data_path, allow_pickle=False) as archive:
-            arrays = {key: archive[key] for key in ("images_gray", "boxes", "counts", "labels")}
+            arrays = {key: archive[key] for key in expected}
     except (OSError, ValueError, KeyError, EOFError) as e:
         raise ValueError(f"data file {data_path} is unreadable ({e})") from None
+    for key, (shape, dtype) in expected.items():
+        if arrays[key].shape != tuple(shape) or arrays[key].dtype != dtype:
+            raise ValueError(f"data file {data_path}: {key} is {arrays[key].dtype} "
+                             f"{arrays[key].shape}, expected {np.dtype(dtype)} {tuple(shape)}")
+    return arrays
+
+
+def write_cache_entry(record, arrays, data_path, manifest_path) -> None:
+    """Writes `arrays` (name → numpy array) to data_path and then the manifest: `record`,
+    the data file's name and sha256, the arrays' shapes and the time. Both writes are
+    atomic and the manifest comes last: an entry without a matching manifest is never
+    trusted (`read_cache_entry`)."""
+    io_utils.atomic_save_npz(data_path, **arrays)
+    manifest = dict(record)
+    manifest.update({
+        "data_file": os.path.basename(data_path),
+        "sha256": _sha256_file(data_path),
+        "shapes": {name: list(value.shape) for name, value in arrays.items()},
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    })
+    io_utils.atomic_write_json(manifest_path, manifest)
+
+
+def _read_cache(config, data_path, manifest_path) -> Scattered:
+    """Returns the cached dataset, or raises ValueError saying what does not match."""
     n, (height, width) = config.n_images, config.output_size
     m = config.max_objects
-    expected_shapes = {"images_gray": ((n, height, width), np.uint8),
-                       "boxes": ((n, m, 4), np.float32), "counts": ((n,), np.int32),
-                       "labels": ((n, m), np.int32)}
-    for key, (shape, dtype) in expected_shapes.items():
-        if arrays[key].shape != shape or arrays[key].dtype != dtype:
-            raise ValueError(f"data file {data_path}: {key} is {arrays[key].dtype} "
-                             f"{arrays[key].shape}, expected {np.dtype(dtype)} {shape}")
+    expected = {"images_gray": ((n, height, width), np.uint8),
+                "boxes": ((n, m, 4), np.float32), "counts": ((n,), np.int32),
+                "labels": ((n, m), np.int32)}
+    arrays = read_cache_entry(_config_record(config), data_path, manifest_path, expected,
+                              config_defaults=_OPTIONAL_FIELDS)
     gray = arrays.pop("images_gray")
     return Scattered(images=np.repeat(gray[..., None], 3, axis=-1), **arrays)
 
@@ -446,17 +478,9 @@ def _write_cache(config, data, data_path, manifest_path) -> None:
     if not (np.array_equal(gray, data.images[..., 1])
             and np.array_equal(gray, data.images[..., 2])):
         raise AssertionError("scattered images must have three equal channels")
-    io_utils.atomic_save_npz(data_path, images_gray=gray, boxes=data.boxes, counts=data.counts,
-                             labels=data.labels)
-    manifest = dict(_config_record(config))
-    manifest.update({
-        "data_file": os.path.basename(data_path),
-        "sha256": _sha256_file(data_path),
-        "shapes": {"images": list(data.images.shape), "boxes": list(data.boxes.shape)},
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    })
-    # The manifest is written last: an entry without a matching manifest is never trusted.
-    io_utils.atomic_write_json(manifest_path, manifest)
+    write_cache_entry(_config_record(config),
+                      {"images_gray": gray, "boxes": data.boxes, "counts": data.counts,
+                       "labels": data.labels}, data_path, manifest_path)
 
 
 def load(config: ScatterConfig, cache_dir: str | None = None) -> Scattered:

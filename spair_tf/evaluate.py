@@ -88,6 +88,9 @@ def main(argv):
     sweep = None if FLAGS.n_digits_sweep is None else cli.parse_digit_counts(FLAGS.n_digits_sweep)
     adopted = flags_util.adopt_recorded_flags(FLAGS.model_dir)
     _, _, test_cfg = cli.data_configs()
+    if sweep is not None and FLAGS.dataset == "space_invaders":
+        raise ValueError("--n_digits_sweep needs a digit dataset; Space Invaders frames have "
+                         "no digits (drop --n_digits_sweep)")
     configs = ([test_cfg] if sweep is None else
                [dataclasses.replace(test_cfg, min_digits=n, max_digits=n) for n in sweep])
     for config in configs:
@@ -99,6 +102,14 @@ def main(argv):
         if model is None:
             model, path = restore_model(FLAGS.model_dir, FLAGS.checkpoint,
                                         data.images.shape[1:])
+        if not evaluation.has_boxes(data):  # Space Invaders: the loss terms, no AP
+            step = int(os.path.basename(path).rsplit("-", 1)[1])
+            result = evaluation.validation_loss(model, data, step, FLAGS.eval_batch_size,
+                                                xla=FLAGS.xla)
+            print(f"reconstruction {result['reconstruction']:.2f}, loss {result['loss']:.2f}, "
+                  f"count {result['count']:.2f} per image (no boxes, so no AP); "
+                  f"{result['n_images']} images", flush=True)
+            break
         result = evaluation.evaluate(model, data, FLAGS.eval_batch_size, FLAGS.eval_mode,
                                      xla=FLAGS.xla)
         prefix = "" if sweep is None else f"n={config.max_digits}: "

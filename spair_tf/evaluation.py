@@ -71,3 +71,35 @@ def evaluate(model, data, batch_size=32, mode="mean", max_images=None, xla=False
     result.update(mode=mode, n_images=int(n),
                   box_agreement=metrics.box_agreement(boxes, gt_boxes))
     return result
+
+
+def has_boxes(data) -> bool:
+    """Whether a `datasets.Scattered` set has ground-truth boxes to score detections against
+    (the Space Invaders frames, `spair_tf.atari`, have none)."""
+    return data.boxes.shape[1] > 0
+
+
+def validation_loss(model, data, step, batch_size=32, max_images=None, xla=False):
+    """The model's loss terms on a set, for data without boxes (no AP to compute).
+
+    `model.compute_loss(images, step, training=False)` (the evaluation mode's samples) over
+    the images in batches; each term is the mean over images (batches weighted by their
+    size). Returns a dict: "loss", every term (SPAIR: "reconstruction", "kl_where", ...),
+    and "n_images".
+    """
+    n = len(data.images) if max_images is None else min(max_images, len(data.images))
+    cache = model.__dict__.setdefault("_spair_tf_loss_fns", {})
+    if bool(xla) not in cache:
+        loss = lambda x, t: model.compute_loss(x, t, training=False)  # noqa: E731
+        # Traced per batch shape (at most two per set): the loss needs a static grid.
+        cache[bool(xla)] = tf.function(loss, jit_compile=bool(xla))
+    sums = {}
+    step = tf.constant(step, tf.int64)
+    for start in range(0, n, batch_size):
+        batch = data.images[start:min(start + batch_size, n)]
+        images = (tf.cast(batch, tf.float32) / 255.0 if batch.dtype == np.uint8
+                  else tf.convert_to_tensor(batch, tf.float32))
+        loss, terms = cache[bool(xla)](images, step)
+        for name, value in {"loss": loss, **terms}.items():
+            sums[name] = sums.get(name, 0.0) + float(value) * len(batch)
+    return {**{name: total / n for name, total in sums.items()}, "n_images": int(n)}

@@ -145,10 +145,17 @@ def main(argv):
         export.export_model(trainer.model, FLAGS.export_dir)
         results["export_dir"] = FLAGS.export_dir
     test = results.get("test", {})
-    print(f"done: {results['steps']} steps; best val AP {results['best_val_AP']:.4f} at step "
-          f"{results['best_step']}; test AP {test.get('AP', float('nan')):.4f} "
-          f"(corrected {test.get('AP_corrected', float('nan')):.4f}, mode {FLAGS.eval_mode}); "
-          f"results in {os.path.join(FLAGS.model_dir, 'results.json')}")
+    nan = float("nan")
+    if "best_val_AP" in results:
+        scores = (f"best val AP {results['best_val_AP']:.4f} at step {results['best_step']}; "
+                  f"test AP {test.get('AP', nan):.4f} (corrected "
+                  f"{test.get('AP_corrected', nan):.4f}, mode {FLAGS.eval_mode})")
+    else:
+        scores = (f"best val reconstruction {results['best_val_reconstruction']:.2f} at step "
+                  f"{results['best_step']}; test reconstruction "
+                  f"{test.get('reconstruction', nan):.2f}")
+    print(f"done: {results['steps']} steps; {scores}; results in "
+          f"{os.path.join(FLAGS.model_dir, 'results.json')}")
 
 
 if __name__ == "__main__":

@@ -14,8 +14,10 @@ A model follows this protocol:
 The loop (§1.11): a `@tf.function` step — Adam on the gradient of the global-batch mean loss,
 all-reduced over replicas, clipped by global norm, plus gradient noise; `tf.train.Checkpoint`
 + `CheckpointManager` with restore-on-start; validation every `eval_every` steps, the
-best-by-validation-AP checkpoint kept apart, early stopping with patience; at the end the
-best checkpoint evaluated on the test set and written (atomically) to `model_dir/results.json`.
+best-by-validation checkpoint kept apart (highest AP, or with `TrainConfig.selection =
+"reconstruction"` lowest reconstruction loss for data without boxes), early stopping with
+patience; at the end the best checkpoint evaluated on the test set and written (atomically)
+to `model_dir/results.json`.
 
 Crash safety. Every schedule (count prior, training wheels, gradient noise, AIR's prior) is
 a function of the checkpointed global step, so a run killed at any point and started again
@@ -210,7 +212,11 @@ class Trainer:
             # Counted once per step, in replica context (by the first replica).
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
                                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-            self.best_ap = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_ap")
+            # The best validation score, higher is better: the AP, or minus the
+            # reconstruction loss (TrainConfig.selection). The name is the checkpoint's key.
+            self.best_ap = tf.Variable(-math.inf if config.selection == "reconstruction"
+                                       else -1.0, dtype=tf.float64, trainable=False,
+                                       name="best_ap")
             self.best_step = tf.Variable(-1, dtype=tf.int64, trainable=False, name="best_step")
         self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                               step=self.step, best_ap=self.best_ap,
@@ -407,6 +413,10 @@ class Trainer:
           IncompatibleCheckpoint: model_dir holds another model's checkpoint.
         """
         config = self.config
+        if config.selection == "AP" and val_data is not None and not evaluation.has_boxes(
+                val_data):
+            raise ValueError("the validation data have no boxes, so there is no AP to pick "
+                             "the best checkpoint by: train with --selection=reconstruction")
         step = self.restore()
         self.checkpoints.repair_best(step, int(self.best_step.numpy()))
         history = self._load_history(step)
@@ -437,18 +447,23 @@ class Trainer:
                                             eval_batch_size, eval_mode, eval_images)
                     stop = self._early_stop(step, progress)
             progress.close()
+            best = float(self.best_ap.numpy())
             results = {"steps": step, "wall_time_s": time.time() - started,
                        "best_step": int(self.best_step.numpy()),
-                       "best_val_AP": float(self.best_ap.numpy()),
+                       **({"best_val_AP": best} if config.selection == "AP" else
+                          {"best_val_reconstruction": -best}),
                        "val_history": history, "eval_mode": eval_mode,
                        "train_config": dataclasses.asdict(config), "flags": self.flags_record,
                        "git_commit": git_commit(), "command": " ".join(sys.argv)}
             if self.is_chief:
                 if test_data is not None:
                     self.checkpoints.restore_best(self.model_dir)
-                    results["test"] = evaluation.evaluate(self.model, test_data,
-                                                          eval_batch_size, eval_mode,
-                                                          xla=config.xla)
+                    results["test"] = (
+                        evaluation.evaluate(self.model, test_data, eval_batch_size,
+                                            eval_mode, xla=config.xla)
+                        if evaluation.has_boxes(test_data) else
+                        evaluation.validation_loss(self.model, test_data, step,
+                                                   eval_batch_size, xla=config.xla))
                 io_utils.atomic_write_json(os.path.join(self.model_dir, "results.json"),
                                            results)
             # Workers leave together (one that exits early looks like a crash to the others).
@@ -474,12 +489,14 @@ class Trainer:
                 "--learning_rate or check the input, then run again.")
 
     def _early_stop(self, step, progress):
-        """True once validation AP has not improved for `patience` steps (checked at the
-        evaluation steps, where checkpoints are, so a restarted run stops at the same step)."""
+        """True once the validation score has not improved for `patience` steps (checked at
+        the evaluation steps, where checkpoints are, so a restarted run stops at the same
+        step)."""
         best_step = int(self.best_step.numpy())
         if patience_exhausted(step, best_step, self.config.patience):
-            progress.note(f"early stop at step {step}: no better validation AP since step "
-                          f"{best_step}.")
+            score = "AP" if self.config.selection == "AP" else "reconstruction loss"
+            progress.note(f"early stop at step {step}: no better validation {score} since "
+                          f"step {best_step}.")
             return True
         return False
 
@@ -487,21 +504,27 @@ class Trainer:
                            mode, max_images):
         """Evaluation step: validate, record, then commit the checkpoint (see module doc)."""
         improved = False
+        by_ap = self.config.selection == "AP"
         if val_data is not None:
             result = None
             if self.is_chief:
-                result = evaluation.evaluate(self.model, val_data, batch_size, mode,
-                                             max_images=max_images, xla=self.config.xla)
-            ap = float(self._from_chief(tf.constant(result["AP"] if result else 0.0,
-                                                    tf.float64)))
-            improved = ap > float(self.best_ap.numpy())
+                result = (evaluation.evaluate(self.model, val_data, batch_size, mode,
+                                              max_images=max_images, xla=self.config.xla)
+                          if by_ap else
+                          evaluation.validation_loss(self.model, val_data, step, batch_size,
+                                                     max_images=max_images,
+                                                     xla=self.config.xla))
+            score = (result["AP"] if by_ap else -result["reconstruction"]) if result else 0.0
+            score = float(self._from_chief(tf.constant(score, tf.float64)))
+            improved = score > float(self.best_ap.numpy())
             if improved:
-                self.best_ap.assign(ap)
+                self.best_ap.assign(score)
                 self.best_step.assign(step)
             if self.is_chief:
                 history.append({"step": step, **_scalars(result),
-                                "count_confusion": result.get("count_confusion"),
-                                "box_agreement": result.get("box_agreement")})
+                                **({"count_confusion": result.get("count_confusion"),
+                                    "box_agreement": result.get("box_agreement")}
+                                   if by_ap else {})})
                 io_utils.atomic_write_json(self._history_path(), history)
                 with writer.as_default(step=step):
                     for name, value in _scalars(result).items():
@@ -510,7 +533,10 @@ class Trainer:
                 writer.flush()
                 progress.note(f"step {step}: val AP {result['AP']:.4f} "
                               f"(corrected {result['AP_corrected']:.4f}), "
-                              f"count error {result['count_abs_error']:.3f}")
+                              f"count error {result['count_abs_error']:.3f}" if by_ap else
+                              f"step {step}: val reconstruction "
+                              f"{result['reconstruction']:.2f}, loss {result['loss']:.2f}, "
+                              f"count {result['count']:.2f}")
         self.checkpoints.commit(step, improved)
 
     def _broadcast_from_chief(self, value):
@@ -583,6 +609,8 @@ def draw_boxes(images, boxes, valid, colour):
     """
     images = tf.convert_to_tensor(images, tf.float32)
     boxes = tf.cast(boxes, tf.float32)
+    if boxes.shape[1] == 0:  # nothing to draw (data without boxes)
+        return images
     shape = tf.shape(images)
     n_boxes = tf.shape(boxes)[1]
     # One blank canvas per box, so that each box's outline can be masked by its validity.
