@@ -92,6 +92,8 @@ RECORDS = (
            ("steps",), "original"),
     Record("SPAIR", 7, "results/spair/exp1_n7_original_digits_progress.json", ("test", "AP"),
            LAST_VALIDATED_STEP, "original"),
+    Record("SPAIR", 9, "results/spair/exp1_n9_original_digits_progress.json", ("test", "AP"),
+           LAST_VALIDATED_STEP, "original"),
     Record("SPAIR", 1, "results/spair/exp1_n1_july2018.json", ("test", "AP"), ("steps",),
            "original", variant="July-2018 model"),
     Record("AIR", 1, "results/air/air_n1_comparison_progress.json", ("best_val", "AP"),

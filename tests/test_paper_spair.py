@@ -14,7 +14,9 @@ digits (results/spair/exp1_n5_test_box_agreement.json) and 60.5% after 85k steps
 original code's digits (results/spair/exp1_n5_original_digits.json), against the paper's 67.3%
 after up to 300k steps; at n = 1, 60.9% after 24k steps on the original code's digits
 (results/spair/exp1_n1_original_digits.json) against 78.9%; at n = 7, 57.6% after 84k steps
-(results/spair/exp1_n7_original_digits_progress.json) against 65.9%. So every SPAIR case fails until
+(results/spair/exp1_n7_original_digits_progress.json) against 65.9%; at n = 9, 53.8% after 58k
+steps (results/spair/exp1_n9_original_digits_progress.json) against 62.4%. So every SPAIR case
+fails until
 the runs are trained further. A case that fails says by how much. DAIR at n = 5, 28k steps
 (results/air/dair_n5_comparison_progress.json): 5.2% in mean mode against the paper's
 6.0% [3.0, 8.9].
@@ -50,6 +52,8 @@ RUNS = [
      "results/spair/exp1_n3_original_digits_state", 3),
     ("SPAIR", "configs/experiment1_n7_original_digits.flags",
      "results/spair/exp1_n7_original_digits_state", 7),
+    ("SPAIR", "configs/experiment1_n9_original_digits.flags",
+     "results/spair/exp1_n9_original_digits_state", 9),
     ("DAIR", "configs/comparison/dair_n3.flags", "results/air/dair_n3_state", 3),
     ("DAIR", "configs/comparison/dair_n5.flags", "results/air/dair_n5_state", 5),
 ]
