@@ -1,5 +1,7 @@
-"""Writes the progress record of an Experiment 1 SPAIR run (results/spair/<name>.json) from
-its model_dir, in the form `spair_tf.report.RECORDS` reads (Fig. 2).
+"""Writes the progress record of a long SPAIR run from its model_dir: an Experiment 1 run
+(results/spair/<name>.json, in the form `spair_tf.report.RECORDS` reads for Fig. 2) or the
+addition task's stage 1 (results/addition/spair_stage1_<size>.json, which stage 2 reads
+with --stage1_dir).
 
 A run of up to 300k steps outlives several sessions: each session resumes it from its
 committed state, and at the end this script records where it stands.
@@ -10,9 +12,9 @@ committed state, and at the end this script records where it stands.
         [--test_json=<python -m spair_tf.evaluate --model_dir=RUN --output_json=...>] \
         [--note="..."] --output_json=results/spair/exp1_n7_original_digits_progress.json
 
-RUN's flags.json gives n and the digits. The record keeps the validation curve (val_history.json: paper-protocol AP and count
+RUN's flags.json gives the dataset, n and the digits. The record keeps the validation curve (val_history.json: paper-protocol AP and count
 error every 1,000 steps), the best validation step, the paper's test AP for the cell
-(spair_tf.paper_numbers.EXPERIMENT1_AP), the test evaluation of the best checkpoint if
+(spair_tf.paper_numbers.EXPERIMENT1_AP; none for a stage 1), the test evaluation of the best checkpoint if
 given, and every session's training command: an existing --output_json is read first
 and its commands are kept, the new one appended.
 """
@@ -34,18 +36,25 @@ def progress_record(history, flags, state, train_commands, test=None, note=""):
     the run's flags.json (n_digits, digit_frame, digit_rounding)."""
     if not history:
         raise ValueError("val_history.json has no validation yet")
-    if (flags.get("dataset"), flags.get("model")) != ("experiment1", "spair"):
-        raise ValueError(f"the run is --model={flags.get('model')} on "
-                         f"--dataset={flags.get('dataset')}; this record is for SPAIR on "
-                         "experiment1")
-    n_digits = flags["n_digits"]
-    digits = ("the original code's digits (--digit_frame=emnist)"
-              if flags.get("digit_frame") == "emnist" else "the spec's MNIST digits")
+    dataset = flags.get("dataset")
+    if flags.get("model") != "spair" or dataset not in ("experiment1", "addition"):
+        raise ValueError(f"the run is --model={flags.get('model')} on --dataset={dataset}; "
+                         "this record is for SPAIR on experiment1 or addition (stage 1)")
     best = max(history, key=lambda h: h["AP"])
     last = history[-1]["step"]
-    paper = paper_numbers.EXPERIMENT1_AP["SPAIR"][n_digits][0] / 100
+    if dataset == "experiment1":
+        n_digits = flags["n_digits"]
+        digits = ("the original code's digits (--digit_frame=emnist)"
+                  if flags.get("digit_frame") == "emnist" else "the spec's MNIST digits")
+        subject = f"Experiment 1 (Fig. 2), SPAIR, n = {n_digits}, on {digits}"
+        paper = paper_numbers.EXPERIMENT1_AP["SPAIR"][n_digits][0] / 100
+    else:
+        images = flags.get("train_images")
+        subject = ("Addition task (Fig. 4), SPAIR's stage 1 (configs/addition/"
+                   f"spair_stage1.flags) on {images:,} training images")
+        paper = None  # the paper reports stage 2's accuracy, not stage 1's AP
     record = {
-        "description": (f"Experiment 1 (Fig. 2), SPAIR, n = {n_digits}, on {digits}: a run "
+        "description": (f"{subject}: a run "
                         f"in progress, {last:,} steps so far. Validation AP (paper protocol) every 1,000 "
                         "steps" + ("; test AP of the best-validation checkpoint (test)."
                                    if test else "; no test AP yet.")
@@ -56,7 +65,8 @@ def progress_record(history, flags, state, train_commands, test=None, note=""):
         "val_curve": [{"step": h["step"], "AP": h["AP"],
                        "count_abs_error": h.get("count_abs_error")} for h in history],
         "paper_test_AP": paper,
-        "data": {k: flags.get(k) for k in ("n_digits", "digit_frame", "digit_rounding")},
+        "data": {k: flags.get(k) for k in ("dataset", "n_digits", "train_images",
+                                           "digit_frame", "digit_rounding")},
         "state": state,
         "commands": {
             "train": list(train_commands),

@@ -210,6 +210,24 @@ def test_spair_progress_record_script_writes_what_the_report_reads(tmp_path):
                                            report.LAST_VALIDATED_STEP, "original"),),
                             root=str(tmp_path))
     assert (cells[0]["AP"], cells[0]["AP_corrected"], cells[0]["steps"]) == (43.0, 42.0, 3000)
+    # The addition task's stage 1: the same record, no paper AP (Fig. 4 is stage 2's).
+    (run / "flags.json").write_text(json.dumps({"n_digits": 5, "digit_frame": "emnist",
+                                                  "dataset": "addition", "model": "spair",
+                                                  "train_images": 1000}))
+    stage1 = tmp_path / "stage1.json"
+    subprocess.run(args[:-1] + [f"--output_json={stage1}", "--train_command=stage 1"],
+                   check=True, env=env, capture_output=True)
+    record = json.loads(stage1.read_text())
+    assert record["description"].startswith("Addition task (Fig. 4), SPAIR's stage 1")
+    assert "1,000 training images" in record["description"]
+    assert record["paper_test_AP"] is None and record["data"]["train_images"] == 1000
+    (run / "flags.json").write_text(json.dumps({"dataset": "space_invaders", "model": "spair"}))
+    refused = subprocess.run(args[:-1] + [f"--output_json={tmp_path / 'x.json'}",
+                                          "--train_command=x"], env=env, capture_output=True,
+                             text=True)
+    assert refused.returncode == 2 and "space_invaders" in refused.stderr
+    (run / "flags.json").write_text(json.dumps({"n_digits": 7, "digit_frame": "emnist",
+                                                  "dataset": "experiment1", "model": "spair"}))
     # A test of another checkpoint than the best is refused, and nothing is written.
     test["checkpoint"] = "/somewhere/best/ckpt-3000"
     (tmp_path / "test.json").write_text(json.dumps(test))
